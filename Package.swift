@@ -1,0 +1,44 @@
+// swift-tools-version:6.0
+// splitmilter: a Postfix milter that makes Postfix copy and route mail per recipient.
+import PackageDescription
+
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+
+let package = Package(
+    name: "splitmilter",
+    products: [
+        .executable(name: "splitmilter", targets: ["splitmilter"]),
+        .executable(name: "milter-test", targets: ["milter-test"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // The C module over Debian's libmilter: only what Swift cannot call directly.
+        .target(
+            name: "CMilterShim",
+            path: "CMilterShim",
+            linkerSettings: [.linkedLibrary("milter")]
+        ),
+        // PURE: rule file language, per-recipient decisions, per-message plan. No I/O.
+        .target(name: "SplitCore"),
+        // The operating-system side shared by both executables: rule files on disk, sockets, logging.
+        .target(name: "SplitSystem", dependencies: ["SplitCore", logging]),
+        // SHELL: the only code that touches libmilter.
+        .target(name: "SplitDaemon", dependencies: ["CMilterShim", "SplitCore", "SplitSystem", logging]),
+        // PURE: the milter wire protocol (version 6) as frames and typed messages. No sockets.
+        .target(name: "MilterProtocol"),
+        // SHELL: the MTA side of a milter session over unix/inet sockets, built on MilterProtocol.
+        .target(name: "MilterClient", dependencies: ["MilterProtocol"]),
+        .executableTarget(name: "splitmilter", dependencies: ["SplitDaemon", "SplitSystem", argumentParser]),
+        .executableTarget(
+            name: "milter-test",
+            dependencies: ["SplitCore", "SplitSystem", "MilterProtocol", "MilterClient", argumentParser]
+        ),
+        .testTarget(name: "SplitCoreTests", dependencies: ["SplitCore"]),
+        .testTarget(name: "SplitSystemTests", dependencies: ["SplitSystem", "SplitCore"]),
+        .testTarget(name: "MilterProtocolTests", dependencies: ["MilterProtocol"]),
+    ]
+)

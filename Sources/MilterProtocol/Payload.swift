@@ -1,0 +1,111 @@
+/// The one place that reads and writes payload fields: big-endian integers, NUL-terminated
+/// strings, string arrays and raw bytes.
+///
+/// `PayloadReader` is the checked choke point for hostile input. Every read checks the
+/// remaining length first and throws a `ProtocolError` naming the frame and the field;
+/// nothing here indexes past the end, unwraps, or overflows. Strings are decoded as UTF-8,
+/// with invalid sequences replaced by U+FFFD.
+
+/// Reads the fields of one frame's payload, front to back.
+struct PayloadReader {
+    private let bytes: [UInt8]
+    private var offset: Int
+    /// The frame's libmilter name, for error messages.
+    let frame: String
+
+    init(_ bytes: [UInt8], frame: String) {
+        self.bytes = bytes
+        self.offset = 0
+        self.frame = frame
+    }
+
+    var isAtEnd: Bool { offset >= bytes.count }
+    var remainingCount: Int { bytes.count - offset }
+
+    mutating func byte(_ field: String) throws -> UInt8 {
+        guard remainingCount >= 1 else { throw ProtocolError.truncated(frame: frame, field: field) }
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    mutating func uint16(_ field: String) throws -> UInt16 {
+        guard remainingCount >= 2 else { throw ProtocolError.truncated(frame: frame, field: field) }
+        defer { offset += 2 }
+        return UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
+    }
+
+    mutating func uint32(_ field: String) throws -> UInt32 {
+        guard remainingCount >= 4 else { throw ProtocolError.truncated(frame: frame, field: field) }
+        defer { offset += 4 }
+        return bytes[offset..<offset + 4].reduce(0) { $0 << 8 | UInt32($1) }
+    }
+
+    /// One NUL-terminated string; the NUL is consumed and not part of the result.
+    mutating func string(_ field: String) throws -> String {
+        guard remainingCount >= 1 else { throw ProtocolError.truncated(frame: frame, field: field) }
+        guard let end = bytes[offset...].firstIndex(of: 0) else {
+            throw ProtocolError.missingTerminator(frame: frame, field: field)
+        }
+        defer { offset = end + 1 }
+        return String(decoding: bytes[offset..<end], as: UTF8.self)
+    }
+
+    /// NUL-terminated strings up to the end of the payload (libmilter's `char args[][]`).
+    mutating func strings(_ field: String) throws -> [String] {
+        var result: [String] = []
+        while !isAtEnd { result.append(try string(field)) }
+        return result
+    }
+
+    /// Everything left, raw.
+    mutating func rest() -> [UInt8] {
+        defer { offset = bytes.count }
+        return Array(bytes[offset...])
+    }
+
+    /// Fails unless every byte has been read.
+    func finish() throws {
+        if remainingCount > 0 { throw ProtocolError.trailingBytes(frame: frame, count: remainingCount) }
+    }
+
+    func failure(_ reason: String) -> ProtocolError {
+        .invalidValue(frame: frame, reason: reason)
+    }
+}
+
+/// Builds one frame's payload, front to back.
+struct PayloadWriter {
+    private(set) var bytes: [UInt8] = []
+    /// The frame's libmilter name, for error messages.
+    let frame: String
+
+    init(frame: String) { self.frame = frame }
+
+    mutating func byte(_ value: UInt8) { bytes.append(value) }
+
+    mutating func uint16(_ value: UInt16) {
+        bytes.append(UInt8(truncatingIfNeeded: value >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: value))
+    }
+
+    mutating func uint32(_ value: UInt32) {
+        for shift in stride(from: 24, through: 0, by: -8) {
+            bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift)))
+        }
+    }
+
+    /// Appends `value` and its NUL terminator. A NUL inside `value` would cut it short on
+    /// the wire and shift every later field, so it is refused.
+    mutating func string(_ value: String, field: String) throws {
+        let utf8 = Array(value.utf8)
+        guard !utf8.contains(0) else { throw ProtocolError.embeddedNUL(frame: frame, field: field) }
+        bytes.append(contentsOf: utf8)
+        bytes.append(0)
+    }
+
+    mutating func strings(_ values: [String], field: String) throws {
+        for value in values { try string(value, field: field) }
+    }
+
+    mutating func raw(_ value: [UInt8]) { bytes.append(contentsOf: value) }
+}

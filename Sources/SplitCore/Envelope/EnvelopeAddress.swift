@@ -1,0 +1,184 @@
+/// Envelope addresses as Postfix hands them to a milter, and the checks that decide whether a local
+/// part may be placed into a template.
+///
+/// Input comes from the SMTP client through Postfix (`xxfi_envrcpt` argv[0]) and is not trusted:
+/// everything here works on bounded UTF-8 bytes and never traps.
+
+/// The longest RCPT argument we look at. Postfix's own line limit is 2048 bytes; RFC 5321 allows
+/// 256 for a path. Anything longer is reported as unusable, never truncated.
+public let maximumAddressLength = 512
+
+/// RFC 5321 §4.5.3.1.1: a local part has at most 64 octets.
+public let maximumLocalPartLength = 64
+
+/// RFC 5321 §4.5.3.1.2: a domain has at most 255 octets.
+public let maximumDomainLength = 255
+
+/// A recipient or target address split into local part and domain.
+///
+/// `domain` is lower-cased (domains are case-insensitive); the local part keeps the case the client
+/// sent, because that is what a template copies.
+public struct EnvelopeAddress: Sendable, Hashable, CustomStringConvertible {
+    public let localPart: String
+    /// Lower-cased, without a trailing dot. Empty for a bare local part such as `postmaster`.
+    public let domain: String
+
+    public init(localPart: String, domain: String) {
+        self.localPart = localPart
+        self.domain = domain
+    }
+
+    public var description: String { domain.isEmpty ? localPart : "\(localPart)@\(domain)" }
+
+    /// The key under which two addresses count as the same recipient: the whole address
+    /// case-folded. Postfix's duplicate filter folds case the same way.
+    public var identity: String { description.lowercased() }
+}
+
+/// Why a recipient argument cannot be used to build copies or rewrites.
+public enum AddressProblem: Error, Sendable, Hashable, CustomStringConvertible {
+    case empty
+    case tooLong(Int)
+    case malformed(String)
+    case sourceRoute
+    case quotedLocalPart
+    case addressLiteral
+    case unsafeLocalPart(String)
+
+    public var description: String {
+        switch self {
+        case .empty: "empty address"
+        case .tooLong(let n): "address is \(n) bytes, more than \(maximumAddressLength)"
+        case .malformed(let why): "malformed address: \(why)"
+        case .sourceRoute: "source route syntax (@host:user@domain) is not used"
+        case .quotedLocalPart: "quoted local part is not placed into templates"
+        case .addressLiteral: "address literal domain ([1.2.3.4]) matches no rule"
+        case .unsafeLocalPart(let why): "local part cannot be placed into a template: \(why)"
+        }
+    }
+}
+
+public enum EnvelopeAddressParser {
+    /// Parses a RCPT argument as Postfix passes it (`<user@example.org>`, with or without brackets).
+    ///
+    /// The result is usable in templates: a local part that is not a plain dot-atom made of
+    /// `LocalPartCharacters` is refused with `.unsafeLocalPart`, so nothing the client sends can smuggle
+    /// an `@`, `%`, `!`, quote, control character or route into a copy target.
+    public static func parse(_ raw: String) -> Result<EnvelopeAddress, AddressProblem> {
+        let bytes = Array(raw.utf8)
+        if bytes.count > maximumAddressLength { return .failure(.tooLong(bytes.count)) }
+        var body = bytes[...]
+        while let first = body.first, first == UInt8(ascii: " ") { body = body.dropFirst() }
+        while let last = body.last, last == UInt8(ascii: " ") { body = body.dropLast() }
+        if body.first == UInt8(ascii: "<") {
+            guard body.last == UInt8(ascii: ">"), body.count >= 2 else {
+                return .failure(.malformed("unbalanced angle brackets"))
+            }
+            body = body.dropFirst().dropLast()
+        }
+        if body.isEmpty { return .failure(.empty) }
+        if body.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
+            return .failure(.unsafeLocalPart("control character"))
+        }
+        if body.first == UInt8(ascii: "@") { return .failure(.sourceRoute) }
+        if body.contains(UInt8(ascii: "\"")) { return .failure(.quotedLocalPart) }
+        if body.contains(where: { $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") }) {
+            return .failure(.malformed("angle bracket inside address"))
+        }
+        guard let at = body.lastIndex(of: UInt8(ascii: "@")) else {
+            let local = Array(body)
+            if let problem = LocalPartCharacters.problem(in: local) { return .failure(.unsafeLocalPart(problem)) }
+            return .success(EnvelopeAddress(localPart: String(decoding: local, as: UTF8.self), domain: ""))
+        }
+        let local = Array(body[body.startIndex..<at])
+        var domain = Array(body[body.index(after: at)...])
+        if domain.first == UInt8(ascii: "[") { return .failure(.addressLiteral) }
+        if domain.last == UInt8(ascii: ".") { domain.removeLast() }
+        if let problem = DomainName.problem(in: domain) { return .failure(.malformed(problem)) }
+        if let problem = LocalPartCharacters.problem(in: local) { return .failure(.unsafeLocalPart(problem)) }
+        return .success(
+            EnvelopeAddress(
+                localPart: String(decoding: local, as: UTF8.self),
+                domain: String(decoding: domain, as: UTF8.self).lowercased()
+            )
+        )
+    }
+}
+
+/// The local parts splitmilter places into templates: a dot-atom of letters, digits and `. _ - + =`,
+/// at most 64 octets, no leading, trailing or doubled dot.
+///
+/// This is narrower than RFC 5321's atext on purpose: `%` and `!` are routing operators for some
+/// MTAs, `/` and `|` reach file names and commands behind pipe(8) and local(8), `'`, `` ` `` and `$`
+/// reach shells. A recipient outside this set is still delivered normally; it only gets no copy
+/// and no rewrite, and the daemon logs why.
+public enum LocalPartCharacters {
+    public static func isAllowed(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
+            true
+        case UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "="):
+            true
+        default:
+            false
+        }
+    }
+
+    /// nil when `bytes` is a usable local part, else the reason.
+    public static func problem<C: Collection>(in bytes: C) -> String? where C.Element == UInt8 {
+        if bytes.isEmpty { return "empty local part" }
+        if bytes.count > maximumLocalPartLength {
+            return "local part is \(bytes.count) bytes, more than \(maximumLocalPartLength)"
+        }
+        var previous: UInt8 = 0
+        for byte in bytes {
+            if !isAllowed(byte) { return "character \(describe(byte)) is not allowed" }
+            if byte == UInt8(ascii: "."), previous == UInt8(ascii: ".") { return "two dots in a row" }
+            previous = byte
+        }
+        if bytes.first == UInt8(ascii: ".") || previous == UInt8(ascii: ".") {
+            return "leading or trailing dot"
+        }
+        return nil
+    }
+
+    static func describe(_ byte: UInt8) -> String {
+        if byte >= 0x21, byte < 0x7F { return "'\(Character(Unicode.Scalar(byte)))'" }
+        let hex = String(byte, radix: 16, uppercase: true)
+        return "0x" + (hex.count == 1 ? "0" + hex : hex)
+    }
+}
+
+/// Host names as rule files and envelopes use them: LDH labels separated by dots.
+public enum DomainName {
+    public static func problem<C: Collection>(in bytes: C) -> String? where C.Element == UInt8 {
+        if bytes.isEmpty { return "empty domain" }
+        if bytes.count > maximumDomainLength {
+            return "domain is \(bytes.count) bytes, more than \(maximumDomainLength)"
+        }
+        var labelLength = 0
+        var previous: UInt8 = UInt8(ascii: ".")
+        for byte in bytes {
+            switch byte {
+            case UInt8(ascii: "."):
+                if labelLength == 0 { return "empty label in domain" }
+                if previous == UInt8(ascii: "-") { return "label ends with '-'" }
+                labelLength = 0
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"):
+                labelLength += 1
+            case UInt8(ascii: "-"):
+                if labelLength == 0 { return "label starts with '-'" }
+                labelLength += 1
+            default:
+                return "character \(LocalPartCharacters.describe(byte)) is not allowed in a domain"
+            }
+            if labelLength > 63 { return "label longer than 63 characters" }
+            previous = byte
+        }
+        if labelLength == 0 { return "empty label in domain" }
+        if previous == UInt8(ascii: "-") { return "label ends with '-'" }
+        return nil
+    }
+}

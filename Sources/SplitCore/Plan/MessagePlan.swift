@@ -1,0 +1,160 @@
+/// One message's plan: the decisions recorded at RCPT, turned into envelope edits at end-of-message.
+///
+/// Invariants of `edits()`, each one a way Postfix would otherwise deliver twice or lose mail
+/// (research/postfix-milter.md §3, §10):
+///   - every delete comes before every add, so a target that is also a rewritten-away recipient is
+///     re-added after its delete, never cancelled by it;
+///   - nothing is added that is already a remaining recipient or was already added (case-folded),
+///     so two recipients that map to one copy give one copy;
+///   - copies carry `NOTIFY=NEVER` (a failed copy never bounces to the sender) and the recipient
+///     they were made for as `ORCPT`;
+///   - a message that already carries this instance's marker header gets no copies at all.
+
+/// One change to the envelope, in the order the daemon must send it.
+public enum EnvelopeEdit: Sendable, Hashable, CustomStringConvertible {
+    /// `smfi_delrcpt` with argv[0] exactly as received.
+    case deleteRecipient(String)
+    /// `smfi_addrcpt_par(address, parameters)`.
+    case addRecipient(String, parameters: String)
+    /// `smfi_addheader(name, value)`.
+    case addHeader(name: String, value: String)
+
+    public var description: String {
+        switch self {
+        case .deleteRecipient(let rcpt): "del-rcpt \(rcpt)"
+        case .addRecipient(let rcpt, let parameters): "add-rcpt <\(rcpt)> \(parameters)"
+        case .addHeader(let name, let value): "add-header \(name): \(value)"
+        }
+    }
+}
+
+/// The header that marks a message this instance copied, so a later pass through the same instance
+/// (a re-injection, a loop back through this MX) makes no further copies.
+public struct CopyMarker: Sendable, Hashable {
+    public static let headerName = "X-Splitmilter-Copied"
+    /// Identifies this instance; copies are suppressed only for this exact value.
+    public let instance: String
+
+    public init(instance: String) { self.instance = instance }
+
+    /// True when a received header is this instance's marker.
+    public func matches(name: String, value: String) -> Bool {
+        name.lowercased() == Self.headerName.lowercased() && value.trimmingBlanks == instance
+    }
+}
+
+public struct MessagePlan: Sendable {
+    /// Beyond this many recipients a message is refused with a temporary error rather than copied
+    /// partially. Postfix's smtpd_recipient_limit defaults to 1000.
+    public static let maximumRecipients = 10_000
+
+    public private(set) var decisions: [RecipientDecision] = []
+    /// Set when the message carries this instance's `CopyMarker`.
+    public var carriesMarker = false
+
+    public init() {}
+
+    /// Records one RCPT decision; false when the message already has `maximumRecipients`.
+    public mutating func record(_ decision: RecipientDecision) -> Bool {
+        guard decisions.count < Self.maximumRecipients else { return false }
+        decisions.append(decision)
+        return true
+    }
+
+    /// What one planned addition is for, for logs and `explain`.
+    public struct Addition: Sendable, Hashable {
+        public enum Kind: String, Sendable { case copy, rewrite }
+        public let kind: Kind
+        public let target: PlannedTarget
+        public let forRecipient: String
+    }
+
+    /// An addition that was planned but not sent, and why.
+    public struct Skip: Sendable, Hashable {
+        public let target: PlannedTarget
+        public let forRecipient: String
+        public let reason: String
+    }
+
+    public struct Edits: Sendable {
+        public let edits: [EnvelopeEdit]
+        public let additions: [Addition]
+        public let skipped: [Skip]
+    }
+
+    public func edits(marker: CopyMarker?) -> Edits {
+        var edits: [EnvelopeEdit] = []
+        var additions: [Addition] = []
+        var skipped: [Skip] = []
+        var deleted = Set<String>()
+        var remaining = Set<String>()
+        for decision in decisions {
+            if decision.rewrite != nil {
+                if deleted.insert(decision.recipient).inserted { edits.append(.deleteRecipient(decision.recipient)) }
+            } else {
+                remaining.insert(decision.identity)
+            }
+        }
+        // A recipient sent twice, once rewritten and once not, stays: its delete cancels both records.
+        var present = remaining
+        for decision in decisions {
+            guard let target = decision.rewrite else { continue }
+            if present.insert(target.address.identity).inserted {
+                edits.append(.addRecipient(target.address.description, parameters: rewriteParameters(decision)))
+                additions.append(Addition(kind: .rewrite, target: target, forRecipient: decision.recipient))
+            } else {
+                skipped.append(
+                    Skip(target: target, forRecipient: decision.recipient, reason: "already a recipient")
+                )
+            }
+        }
+        var copies = 0
+        for decision in decisions {
+            for target in decision.copies {
+                if carriesMarker {
+                    skipped.append(
+                        Skip(target: target, forRecipient: decision.recipient, reason: "message was already copied here")
+                    )
+                } else if present.insert(target.address.identity).inserted {
+                    edits.append(.addRecipient(target.address.description, parameters: copyParameters(decision)))
+                    additions.append(Addition(kind: .copy, target: target, forRecipient: decision.recipient))
+                    copies += 1
+                } else {
+                    skipped.append(
+                        Skip(target: target, forRecipient: decision.recipient, reason: "already a recipient or copy")
+                    )
+                }
+            }
+        }
+        if copies > 0, let marker {
+            edits.append(.addHeader(name: CopyMarker.headerName, value: marker.instance))
+        }
+        return Edits(edits: edits, additions: additions, skipped: skipped)
+    }
+
+    /// `ORCPT=rfc822;<recipient>`: the recipient this hop received, xtext-encoded.
+    static func originalRecipient(_ decision: RecipientDecision) -> String {
+        "rfc822;" + XText.encode(decision.address?.description ?? decision.recipient.trimmingAngleBrackets)
+    }
+
+    func copyParameters(_ decision: RecipientDecision) -> String {
+        "NOTIFY=NEVER ORCPT=" + Self.originalRecipient(decision)
+    }
+
+    /// A rewrite keeps the client's NOTIFY (if it gave one) and its ORCPT, or names the original.
+    func rewriteParameters(_ decision: RecipientDecision) -> String {
+        var parameters: [String] = []
+        if let notify = decision.parameters.notify { parameters.append("NOTIFY=" + notify) }
+        parameters.append("ORCPT=" + (decision.parameters.originalRecipient ?? Self.originalRecipient(decision)))
+        return parameters.joined(separator: " ")
+    }
+}
+
+extension String {
+    var trimmingBlanks: String {
+        var text = Substring(self)
+        while let first = text.first, first == " " || first == "\t" { text = text.dropFirst() }
+        while let last = text.last, last == " " || last == "\t" || last == "\r" || last == "\n" { text = text.dropLast() }
+        return String(text)
+    }
+}

@@ -1,0 +1,110 @@
+/// The per-recipient decision: which rule fires for one RCPT and what it asks for.
+///
+/// Made at RCPT time from an immutable `RuleSet`, so `milter-test explain` and the daemon reach the
+/// same decision from the same input. Deciding never fails: a recipient the rules cannot serve gets
+/// no action and a `problem` saying why, and is delivered as Postfix would without the milter.
+
+/// A copy or rewrite target after filling in the template, with the rule that produced it.
+public struct PlannedTarget: Sendable, Hashable {
+    public let address: EnvelopeAddress
+    public let rule: RuleReference
+}
+
+public struct RecipientDecision: Sendable, Hashable {
+    /// `xxfi_envrcpt` argv[0] exactly as Postfix sent it: `smfi_delrcpt` must match it byte for byte.
+    public let recipient: String
+    public let parameters: RecipientParameters
+    /// nil when the argument could not be parsed.
+    public let address: EnvelopeAddress?
+    /// The `domain` section that matched, if any.
+    public let section: SourceLocation?
+    public let copies: [PlannedTarget]
+    public let rewrite: PlannedTarget?
+    /// Why a matched recipient gets less than its rules say (unsafe local part, bad rendering, …).
+    public let problems: [String]
+
+    /// The key used for duplicate checks: the parsed address case-folded, or the raw argument.
+    var identity: String {
+        address?.identity ?? recipient.trimmingAngleBrackets.lowercased()
+    }
+}
+
+extension RuleSet {
+    /// Decides what happens to one recipient. `parameters` are argv[1...] of `xxfi_envrcpt`.
+    public func decide(recipient: String, parameters: [String] = []) -> RecipientDecision {
+        let dsn = RecipientParameters.parse(parameters)
+        func outcome(
+            _ address: EnvelopeAddress?, _ section: SourceLocation? = nil, copies: [PlannedTarget] = [],
+            rewrite: PlannedTarget? = nil, problems: [String] = []
+        ) -> RecipientDecision {
+            RecipientDecision(
+                recipient: recipient, parameters: dsn, address: address, section: section, copies: copies,
+                rewrite: rewrite, problems: problems
+            )
+        }
+
+        let address: EnvelopeAddress
+        switch EnvelopeAddressParser.parse(recipient) {
+        case .success(let parsed):
+            address = parsed
+        case .failure(let problem):
+            // Only a recipient of a domain we have rules for deserves a word about why it got none.
+            guard let domain = Self.roughDomain(of: recipient), let rules = section(for: domain) else {
+                return outcome(nil)
+            }
+            return outcome(nil, rules.location, problems: ["\(problem)"])
+        }
+        guard !address.domain.isEmpty, let rules = section(for: address.domain) else { return outcome(address) }
+
+        let parts = RecipientParts(address: address, delimiters: rules.delimiters)
+        let keys = UserKeys(parts)
+        let userRule = keys.lazy.compactMap { rules.users[$0] }.first
+        let inScope = rules.scope.includes(keys)
+        let copyRule = userRule?.copy ?? (inScope ? rules.copy : nil)
+        let rewriteRule = userRule?.rewrite ?? (inScope ? rules.rewrite : nil)
+
+        var problems: [String] = []
+        var copies: [PlannedTarget] = []
+        for template in copyRule?.targets ?? [] {
+            guard let rule = copyRule?.reference else { break }
+            switch template.render(parts) {
+            case .success(let target) where target.identity == address.identity:
+                problems.append("copy target \(target) is the recipient itself (\(rule.location.fileAndLine))")
+            case .success(let target):
+                copies.append(PlannedTarget(address: target, rule: rule))
+            case .failure(let problem):
+                problems.append("no copy: \(problem) (\(rule.location.fileAndLine))")
+            }
+        }
+        var rewrite: PlannedTarget? = nil
+        if let rule = rewriteRule {
+            switch rule.target.render(parts) {
+            case .success(let target) where target.identity == address.identity:
+                break  // rewriting to itself changes nothing
+            case .success(let target):
+                rewrite = PlannedTarget(address: target, rule: rule.reference)
+            case .failure(let problem):
+                problems.append("no rewrite: \(problem) (\(rule.reference.location.fileAndLine))")
+            }
+        }
+        return outcome(address, rules.location, copies: copies, rewrite: rewrite, problems: problems)
+    }
+
+    /// The lower-cased text after the last `@`, for recipients too broken to parse fully.
+    static func roughDomain(of raw: String) -> String? {
+        let trimmed = raw.trimmingAngleBrackets
+        guard trimmed.utf8.count <= maximumAddressLength, let at = trimmed.lastIndex(of: "@") else { return nil }
+        let domain = trimmed[trimmed.index(after: at)...].lowercased()
+        return domain.isEmpty ? nil : domain
+    }
+}
+
+extension String {
+    var trimmingAngleBrackets: String {
+        var text = Substring(self)
+        while text.first == " " { text = text.dropFirst() }
+        while text.last == " " { text = text.dropLast() }
+        if text.first == "<", text.last == ">", text.count >= 2 { text = text.dropFirst().dropLast() }
+        return String(text)
+    }
+}

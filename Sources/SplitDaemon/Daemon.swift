@@ -1,0 +1,104 @@
+/// The daemon's life: load the rules, open the socket, register with libmilter, run until a
+/// stop signal, clean up. Everything fatal is printed before libmilter starts, because once
+/// `smfi_main` runs, libmilter reports its own failures only to syslog.
+
+import Glibc
+import Logging
+import SplitCore
+import SplitSystem
+
+public struct DaemonOptions: Sendable {
+    public var rulesPath: String
+    public var socket: SocketSpec
+    public var socketMode: UInt32
+    /// nil: use group `postfix` when it exists.
+    public var socketGroup: String?
+    public var instance: String
+
+    public init(rulesPath: String, socket: SocketSpec, socketMode: UInt32, socketGroup: String?, instance: String) {
+        self.rulesPath = rulesPath
+        self.socket = socket
+        self.socketMode = socketMode
+        self.socketGroup = socketGroup
+        self.instance = instance
+    }
+}
+
+public enum Daemon {
+    /// Runs the milter; returns the process exit status. `DaemonSignals.blockAll()` must have run.
+    public static func run(_ options: DaemonOptions, logger: Logger) -> Int32 {
+        let loaded = RuleLoader.load(options.rulesPath)
+        for diagnostic in loaded.diagnostics { logger.log(level: level(diagnostic), "\(diagnostic)") }
+        guard let rules = loaded.ruleSet else {
+            logger.critical("\(loaded.errors.count) error(s) in \(options.rulesPath); not starting")
+            return 1
+        }
+        runtime.configure(
+            settings: DaemonSettings(rulesPath: options.rulesPath, marker: CopyMarker(instance: options.instance)),
+            rules: rules, logger: logger)
+
+        let listener: ListeningSocket
+        do {
+            let group = try resolveGroup(options.socketGroup, for: options.socket, logger: logger)
+            listener = try ListeningSocket.open(options.socket, mode: mode_t(options.socketMode), group: group)
+        } catch {
+            logger.critical("\(error)")
+            return 1
+        }
+        defer {
+            close(listener.fd)
+            listener.removeFile()
+        }
+        do {
+            try Libmilter.setConnection("fd:\(listener.fd)")
+            try Libmilter.register(Callbacks.description())
+            try Libmilter.openSocket()
+        } catch {
+            logger.critical("\(error)")
+            return 1
+        }
+        DaemonSignals.onReloadSignal { reload() }
+        logger.info(
+            "listening on \(options.socket) with \(RuleReport.summary(rules)); SIGUSR1 reloads \(options.rulesPath)")
+        do {
+            try Libmilter.main()
+        } catch {
+            logger.critical("\(error)")
+            return 1
+        }
+        logger.info("stopped")
+        return 0
+    }
+
+    /// Re-reads the rule file; on any error the old rules stay in force.
+    static func reload() {
+        let logger = runtime.logger
+        let path = runtime.settings.rulesPath
+        let loaded = RuleLoader.load(path)
+        for diagnostic in loaded.diagnostics { logger.log(level: level(diagnostic), "\(diagnostic)") }
+        guard let rules = loaded.ruleSet else {
+            logger.error("reload of \(path) failed with \(loaded.errors.count) error(s); keeping the previous rules")
+            return
+        }
+        runtime.replaceRules(rules)
+        logger.info("reloaded \(path): \(RuleReport.summary(rules))")
+    }
+
+    static func level(_ diagnostic: Diagnostic) -> Logger.Level {
+        diagnostic.severity == .error ? .error : .warning
+    }
+
+    static func resolveGroup(_ name: String?, for spec: SocketSpec, logger: Logger) throws -> gid_t? {
+        guard case .unix = spec else { return nil }
+        let wanted = name ?? "postfix"
+        if let number = gid_t(wanted) { return number }
+        guard let entry = getgrnam(wanted) else {
+            if name == nil {
+                logger.warning("group 'postfix' does not exist; the socket keeps the daemon's group")
+                return nil
+            }
+            throw SocketError(description: "unknown group '\(wanted)'")
+        }
+        return entry.pointee.gr_gid
+    }
+}

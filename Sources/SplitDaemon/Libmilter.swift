@@ -1,0 +1,88 @@
+/// The one choke point between Swift and libmilter's C API.
+///
+/// Every `smfi_*` call the daemon makes goes through here, and every failure comes back as a
+/// `LibmilterError` naming the C function, so no return code is ever dropped: a modification that
+/// libmilter refuses (e.g. an action that was not negotiated) must turn the message into a
+/// temporary failure, never into a message delivered without its copies.
+
+internal import CMilterShim
+
+struct LibmilterError: Error, CustomStringConvertible {
+    let function: String
+    let detail: String
+
+    var description: String { "\(function) failed: \(detail)" }
+}
+
+/// A libmilter connection context, valid only inside the callback it was handed to.
+struct MilterContext {
+    let pointer: OpaquePointer
+}
+
+enum Libmilter {
+    static func check(_ rc: Int32, _ function: String, _ detail: @autoclosure () -> String) throws {
+        guard rc == MI_SUCCESS else { throw LibmilterError(function: function, detail: detail()) }
+    }
+
+    static func addRecipient(_ ctx: MilterContext, _ address: String, parameters: String) throws {
+        try check(
+            cmilter_addrcpt_par(ctx.pointer, address, parameters), "smfi_addrcpt_par", "<\(address)> \(parameters)")
+    }
+
+    static func deleteRecipient(_ ctx: MilterContext, _ recipient: String) throws {
+        try check(cmilter_delrcpt(ctx.pointer, recipient), "smfi_delrcpt", recipient)
+    }
+
+    static func addHeader(_ ctx: MilterContext, name: String, value: String) throws {
+        try check(cmilter_addheader(ctx.pointer, name, value), "smfi_addheader", "\(name): \(value)")
+    }
+
+    /// Sets the SMTP reply used when the callback returns REJECT or TEMPFAIL. The text must hold no
+    /// CR/LF and `%` must be doubled (Postfix drops a lone `%`).
+    static func setReply(_ ctx: MilterContext, code: String, enhanced: String, text: String) throws {
+        let safe = String(text.unicodeScalars.filter { $0.value >= 0x20 && $0.value < 0x7F }.prefix(900))
+            .replacingPercentSigns
+        try check(cmilter_setreply(ctx.pointer, code, enhanced, safe), "smfi_setreply", "\(code) \(enhanced) \(safe)")
+    }
+
+    /// A macro's value, or nil when the MTA did not send it.
+    static func macro(_ ctx: MilterContext, _ name: String) -> String? {
+        guard let value = cmilter_getsymval(ctx.pointer, name) else { return nil }
+        return String(cString: value)
+    }
+
+    static func setPrivate(_ ctx: MilterContext, _ pointer: UnsafeMutableRawPointer?) throws {
+        try check(smfi_setpriv(ctx.pointer, pointer), "smfi_setpriv", "context")
+    }
+
+    static func getPrivate(_ ctx: MilterContext) -> UnsafeMutableRawPointer? {
+        smfi_getpriv(ctx.pointer)
+    }
+
+    static func setConnection(_ spec: String) throws {
+        try check(cmilter_setconn(spec), "smfi_setconn", spec)
+    }
+
+    static func openSocket() throws {
+        try check(smfi_opensocket(false), "smfi_opensocket", "libmilter logs the reason to syslog only")
+    }
+
+    static func register(_ description: smfiDesc) throws {
+        try check(smfi_register(description), "smfi_register", "version or flags refused")
+    }
+
+    /// Runs the accept loop until SIGTERM, SIGHUP or SIGINT (libmilter's signal thread) or `stop()`.
+    static func main() throws {
+        try check(smfi_main(), "smfi_main", "libmilter logs the reason to syslog only")
+    }
+
+    static func stop() { _ = smfi_stop() }
+}
+
+extension String {
+    var replacingPercentSigns: String {
+        var out = ""
+        for c in self { out += c == "%" ? "%%" : String(c) }
+        return out
+    }
+}

@@ -1,0 +1,47 @@
+/// Signal handling around libmilter.
+///
+/// libmilter's own signal thread stops the milter on SIGHUP, SIGTERM (orderly) and SIGINT (abort);
+/// it relies on every thread having those signals blocked, and a thread created before the mask is
+/// set kills the process outright on SIGTERM (research/spike.md §5). So `blockAll()` must be the
+/// first thing `main` does. SIGUSR1 is ours: it reloads the rules on a thread of our own.
+
+import Glibc
+
+public enum DaemonSignals {
+    static let handled: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGUSR1]
+
+    /// Blocks SIGHUP, SIGTERM, SIGINT and SIGUSR1 in the calling thread and every thread it creates later.
+    public static func blockAll() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in handled { sigaddset(&set, signal) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// Starts a thread that calls `body` on each SIGUSR1. Call after `blockAll()`.
+    static func onReloadSignal(_ body: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(ReloadBox(body)).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { argument in
+            guard let argument else { return nil }
+            let box = Unmanaged<ReloadBox>.fromOpaque(argument).takeRetainedValue()
+            var set = sigset_t()
+            sigemptyset(&set)
+            sigaddset(&set, SIGUSR1)
+            var received: Int32 = 0
+            while true {
+                if sigwait(&set, &received) == 0, received == SIGUSR1 { box.body() }
+            }
+        }, box)
+        if rc == 0 {
+            pthread_detach(thread)
+        } else {
+            Unmanaged<ReloadBox>.fromOpaque(box).release()
+        }
+    }
+}
+
+final class ReloadBox: Sendable {
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+}

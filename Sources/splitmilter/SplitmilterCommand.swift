@@ -1,0 +1,95 @@
+/// The daemon's command line: options, validation, then `Daemon.run`.
+
+import ArgumentParser
+import Glibc
+import Logging
+import SplitDaemon
+import SplitSystem
+
+struct SplitmilterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "splitmilter",
+        abstract: "A Postfix milter that copies and routes mail per recipient.",
+        discussion: """
+            Postfix reaches it through smtpd_milters. At RCPT it looks each recipient up in the rule \
+            file; at end-of-message it adds copy recipients and replaces rewritten ones, so Postfix's \
+            own queue, transports and retries do the delivery. SIGTERM stops it; SIGUSR1 reloads \
+            the rules (a rule file with errors keeps the old rules).
+            """
+    )
+
+    @Option(name: .long, help: "The rule file.")
+    var rules = "/etc/splitmilter/splitmilter.rules"
+
+    @Option(name: .long, help: "Where to listen: unix:/path, inet:PORT@HOST or inet:HOST:PORT.")
+    var socket = "unix:/run/splitmilter/splitmilter.sock"
+
+    @Option(name: .long, help: "Mode of a unix socket, octal.")
+    var socketMode = "0660"
+
+    @Option(name: .long, help: "Group of a unix socket (default: postfix, when it exists).")
+    var socketGroup: String?
+
+    @Option(name: .long, help: "This instance's name in the X-Splitmilter-Copied header (default: host name).")
+    var instance: String?
+
+    @Option(name: .long, help: "Log level: debug, info, warning or error.")
+    var logLevel = "info"
+
+    @Flag(name: .long, help: "Check the rule file, print every error and exit (non-zero on errors).")
+    var check = false
+
+    func validate() throws {
+        _ = try parsedSocket()
+        guard UInt32(socketMode, radix: 8).map({ $0 <= 0o777 }) == true else {
+            throw ValidationError("--socket-mode must be an octal mode such as 0660")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of debug, info, warning, error")
+        }
+    }
+
+    func parsedSocket() throws -> SocketSpec {
+        do {
+            return try SocketSpec.parse(socket)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    func run() throws {
+        if check {
+            var standardError = StandardError()
+            let loaded = RuleLoader.load(rules)
+            for diagnostic in loaded.diagnostics { print(diagnostic, to: &standardError) }
+            guard let ruleSet = loaded.ruleSet else {
+                print("\(rules): \(loaded.errors.count) error(s)", to: &standardError)
+                throw ExitCode.failure
+            }
+            print("\(rules): ok: \(RuleReport.summary(ruleSet))")
+            return
+        }
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StderrLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let options = DaemonOptions(
+            rulesPath: rules,
+            socket: try parsedSocket(),
+            socketMode: UInt32(socketMode, radix: 8) ?? 0o660,
+            socketGroup: socketGroup,
+            instance: instance ?? hostName()
+        )
+        let status = Daemon.run(options, logger: Logger(label: "splitmilter"))
+        if status != 0 { throw ExitCode(status) }
+    }
+
+    func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "splitmilter" }
+        return String(cString: buffer)
+    }
+}
+
