@@ -151,10 +151,12 @@ public struct MessagePlan: Sendable {
 }
 
 extension String {
+    /// Without leading and trailing blanks and line breaks (a folded header value may end in one).
     var trimmingBlanks: String {
-        var text = Substring(self)
-        while let first = text.first, first == " " || first == "\t" { text = text.dropFirst() }
-        while let last = text.last, last == " " || last == "\t" || last == "\r" || last == "\n" { text = text.dropLast() }
-        return String(text)
+        let blanks: Set<Unicode.Scalar> = [" ", "\t", "\r", "\n"]
+        var scalars = Substring(self).unicodeScalars[...]
+        while let first = scalars.first, blanks.contains(first) { scalars = scalars.dropFirst() }
+        while let last = scalars.last, blanks.contains(last) { scalars = scalars.dropLast() }
+        return String(String.UnicodeScalarView(scalars))
     }
 }

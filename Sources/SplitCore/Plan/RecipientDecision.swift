@@ -10,6 +10,20 @@ public struct PlannedTarget: Sendable, Hashable {
     public let rule: RuleReference
 }
 
+/// How a recipient was matched against its domain's section, for logs and `explain`.
+public enum Selection: Sendable, Hashable {
+    /// No section names the recipient's domain (or it has none).
+    case noSection
+    /// The recipient could not be used (see `problems`).
+    case unusable
+    /// A `user` rule names the recipient.
+    case user(RuleReference)
+    /// The domain-wide rules apply; the reference is the `only`/`except` line, if any.
+    case domainWide(RuleReference?)
+    /// The `only`/`except` line excludes the recipient from the domain-wide rules.
+    case excluded(RuleReference)
+}
+
 public struct RecipientDecision: Sendable, Hashable {
     /// `xxfi_envrcpt` argv[0] exactly as Postfix sent it: `smfi_delrcpt` must match it byte for byte.
     public let recipient: String
@@ -18,6 +32,7 @@ public struct RecipientDecision: Sendable, Hashable {
     public let address: EnvelopeAddress?
     /// The `domain` section that matched, if any.
     public let section: SourceLocation?
+    public let selection: Selection
     public let copies: [PlannedTarget]
     public let rewrite: PlannedTarget?
     /// Why a matched recipient gets less than its rules say (unsafe local part, bad rendering, …).
@@ -34,12 +49,12 @@ extension RuleSet {
     public func decide(recipient: String, parameters: [String] = []) -> RecipientDecision {
         let dsn = RecipientParameters.parse(parameters)
         func outcome(
-            _ address: EnvelopeAddress?, _ section: SourceLocation? = nil, copies: [PlannedTarget] = [],
-            rewrite: PlannedTarget? = nil, problems: [String] = []
+            _ address: EnvelopeAddress?, _ section: SourceLocation? = nil, _ selection: Selection = .noSection,
+            copies: [PlannedTarget] = [], rewrite: PlannedTarget? = nil, problems: [String] = []
         ) -> RecipientDecision {
             RecipientDecision(
-                recipient: recipient, parameters: dsn, address: address, section: section, copies: copies,
-                rewrite: rewrite, problems: problems
+                recipient: recipient, parameters: dsn, address: address, section: section, selection: selection,
+                copies: copies, rewrite: rewrite, problems: problems
             )
         }
 
@@ -52,7 +67,7 @@ extension RuleSet {
             guard let domain = Self.roughDomain(of: recipient), let rules = section(for: domain) else {
                 return outcome(nil)
             }
-            return outcome(nil, rules.location, problems: ["\(problem)"])
+            return outcome(nil, rules.location, .unusable, problems: ["\(problem)"])
         }
         guard !address.domain.isEmpty, let rules = section(for: address.domain) else { return outcome(address) }
 
@@ -60,6 +75,16 @@ extension RuleSet {
         let keys = UserKeys(parts)
         let userRule = keys.lazy.compactMap { rules.users[$0] }.first
         let inScope = rules.scope.includes(keys)
+        let selection: Selection
+        if let reference = userRule?.copy?.reference ?? userRule?.rewrite?.reference {
+            selection = .user(reference)
+        } else if inScope {
+            selection = .domainWide(rules.scopeReference)
+        } else if let reference = rules.scopeReference {
+            selection = .excluded(reference)
+        } else {
+            selection = .domainWide(nil)
+        }
         let copyRule = userRule?.copy ?? (inScope ? rules.copy : nil)
         let rewriteRule = userRule?.rewrite ?? (inScope ? rules.rewrite : nil)
 
@@ -87,7 +112,7 @@ extension RuleSet {
                 problems.append("no rewrite: \(problem) (\(rule.reference.location.fileAndLine))")
             }
         }
-        return outcome(address, rules.location, copies: copies, rewrite: rewrite, problems: problems)
+        return outcome(address, rules.location, selection, copies: copies, rewrite: rewrite, problems: problems)
     }
 
     /// The lower-cased text after the last `@`, for recipients too broken to parse fully.
