@@ -80,16 +80,9 @@ struct SplitmilterCommand: ParsableCommand {
             socket: try parsedSocket(),
             socketMode: UInt32(socketMode, radix: 8) ?? 0o660,
             socketGroup: socketGroup,
-            instance: instance ?? hostName()
+            instance: instance ?? HostName.current
         )
         let status = Daemon.run(options, logger: Logger(label: "splitmilter"))
         if status != 0 { throw ExitCode(status) }
     }
-
-    func hostName() -> String {
-        var buffer = [CChar](repeating: 0, count: 256)
-        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "splitmilter" }
-        return String(cString: buffer)
-    }
 }
-

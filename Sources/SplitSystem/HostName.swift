@@ -1,0 +1,11 @@
+/// The host name, the default instance name in the copy marker header.
+
+import Glibc
+
+public enum HostName {
+    public static var current: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "splitmilter" }
+        return String(cString: buffer)
+    }
+}
