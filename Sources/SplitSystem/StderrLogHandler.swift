@@ -57,6 +57,6 @@ public enum RuleReport {
     public static func summary(_ ruleSet: SplitCore.RuleSet) -> String {
         let domains = ruleSet.domains.reduce(0) { $0 + $1.names.count }
         return "\(domains) domain\(domains == 1 ? "" : "s"), \(ruleSet.userCount) listed users, "
-            + "\(ruleSet.ruleCount) rules, \(ruleSet.files.count) file\(ruleSet.files.count == 1 ? "" : "s")"
+            + "\(ruleSet.ruleCount) rule\(ruleSet.ruleCount == 1 ? "" : "s"), \(ruleSet.files.count) file\(ruleSet.files.count == 1 ? "" : "s")"
     }
 }

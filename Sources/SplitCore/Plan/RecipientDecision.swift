@@ -37,6 +37,10 @@ public struct RecipientDecision: Sendable, Hashable {
     public let rewrite: PlannedTarget?
     /// Why a matched recipient gets less than its rules say (unsafe local part, bad rendering, …).
     public let problems: [String]
+    /// The RCPT answer. A refused recipient has no copies and no rewrite.
+    public let verdict: Verdict
+    /// Why a guard let the recipient through (trusted client, allowed network, …), for logs and explain.
+    public let guardNote: String?
 
     /// The key used for duplicate checks: the parsed address case-folded, or the raw argument.
     var identity: String {
@@ -45,16 +49,23 @@ public struct RecipientDecision: Sendable, Hashable {
 }
 
 extension RuleSet {
-    /// Decides what happens to one recipient. `parameters` are argv[1...] of `xxfi_envrcpt`.
-    public func decide(recipient: String, parameters: [String] = []) -> RecipientDecision {
+    /// Decides what happens to one recipient. `parameters` are argv[1...] of `xxfi_envrcpt`;
+    /// `client` and `providers` feed the guards (`allow-clients`, `known`).
+    public func decide(
+        recipient: String, parameters: [String] = [], client: ClientContext = .unknown,
+        providers: ProviderNetworks = .empty
+    ) -> RecipientDecision {
         let dsn = RecipientParameters.parse(parameters)
         func outcome(
             _ address: EnvelopeAddress?, _ section: SourceLocation? = nil, _ selection: Selection = .noSection,
-            copies: [PlannedTarget] = [], rewrite: PlannedTarget? = nil, problems: [String] = []
+            copies: [PlannedTarget] = [], rewrite: PlannedTarget? = nil, problems: [String] = [],
+            verdict: Verdict = .accept, note: String? = nil
         ) -> RecipientDecision {
-            RecipientDecision(
+            let refused = verdict != .accept
+            return RecipientDecision(
                 recipient: recipient, parameters: dsn, address: address, section: section, selection: selection,
-                copies: copies, rewrite: rewrite, problems: problems
+                copies: refused ? [] : copies, rewrite: refused ? nil : rewrite, problems: problems, verdict: verdict,
+                guardNote: note
             )
         }
 
@@ -67,7 +78,13 @@ extension RuleSet {
             guard let domain = Self.roughDomain(of: recipient), let rules = section(for: domain) else {
                 return outcome(nil)
             }
-            return outcome(nil, rules.location, .unusable, problems: ["\(problem)"])
+            let guardResult = GuardCheck(
+                rules: rules, trust: trust, recipient: recipient, keys: nil, userRule: nil, rewrite: nil,
+                client: client, providers: providers
+            ).verdict()
+            return outcome(
+                nil, rules.location, .unusable, problems: ["\(problem)"], verdict: guardResult.verdict,
+                note: guardResult.note)
         }
         guard !address.domain.isEmpty, let rules = section(for: address.domain) else { return outcome(address) }
 
@@ -112,7 +129,14 @@ extension RuleSet {
                 problems.append("no rewrite: \(problem) (\(rule.reference.location.fileAndLine))")
             }
         }
-        return outcome(address, rules.location, selection, copies: copies, rewrite: rewrite, problems: problems)
+        let guardResult = GuardCheck(
+            rules: rules, trust: trust, recipient: recipient, keys: keys, userRule: userRule,
+            rewrite: rewrite.map { RecipientParts(address: $0.address, delimiters: rules.delimiters) },
+            client: client, providers: providers
+        ).verdict()
+        return outcome(
+            address, rules.location, selection, copies: copies, rewrite: rewrite, problems: problems,
+            verdict: guardResult.verdict, note: guardResult.note)
     }
 
     /// The lower-cased text after the last `@`, for recipients too broken to parse fully.

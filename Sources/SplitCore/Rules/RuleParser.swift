@@ -25,7 +25,8 @@ public enum RuleParser {
         guard !diagnostics.contains(where: { $0.severity == .error }) else {
             return RuleParseResult(ruleSet: nil, diagnostics: diagnostics)
         }
-        let set = RuleSet(exact: state.exact, subdomains: state.subdomains, files: state.files)
+        let trust = TrustPolicy(networks: state.trustedNetworks, trustAuthenticated: state.trustAuthenticated ?? true)
+        let set = RuleSet(exact: state.exact, subdomains: state.subdomains, files: state.files, trust: trust)
         return RuleParseResult(ruleSet: set, diagnostics: diagnostics)
     }
 }
@@ -86,6 +87,13 @@ struct SectionBuilder {
     var scopeUsers = Set<String>()
     var users: [String: UserRule] = [:]
     var userLocations: [String: SourceLocation] = [:]
+    var knownUsers: Set<String>?
+    var knownReference: RuleReference?
+    var allowClients: ClientAllowList?
+    var anyClientUsers = Set<String>()
+    var anyClientReference: RuleReference?
+    var rejectText: String?
+    var rejectTextLocation: SourceLocation?
 }
 
 struct ParserState {
@@ -96,8 +104,16 @@ struct ParserState {
     var domainLocations: [String: SourceLocation] = [:]
     var files: [String] = []
     var includeStack: [String] = []
+    var trustedNetworks: ClientAllowList?
+    var trustAuthenticated: Bool?
+    var trustAuthenticatedLocation: SourceLocation?
 
     init(source: RuleSource) { self.source = source }
+
+    static let directives = [
+        "include", "delimiter", "trusted-networks", "trust-authenticated", "domain", "copy", "rewrite", "only",
+        "except", "user", "known", "allow-clients", "allow-any", "reject-text",
+    ].joined(separator: ", ")
 
     mutating func error(_ message: String, _ location: SourceLocation) {
         diagnostics.append(.error(message, at: location))
@@ -173,7 +189,35 @@ struct ParserState {
             case "domain":
                 if let finished = section { finish(finished) }
                 section = openSection(args, at: at, text: text, delimiters: delimiters, location: location)
-            case "copy", "rewrite", "only", "except", "user":
+            case "trusted-networks":
+                guard section == nil else {
+                    error("'trusted-networks' must come before the first 'domain' section of a file", at)
+                    return
+                }
+                if let first = trustedNetworks {
+                    error("duplicate 'trusted-networks'; first at \(first.reference.location)", at)
+                    return
+                }
+                guard let sources = parseSources(args, at: at, keyword: "trusted-networks", location: location) else {
+                    return
+                }
+                trustedNetworks = ClientAllowList(sources: sources, reference: RuleReference(location: at, text: text))
+            case "trust-authenticated":
+                guard section == nil else {
+                    error("'trust-authenticated' must come before the first 'domain' section of a file", at)
+                    return
+                }
+                guard args.count == 1, let value = args.first, value.text == "yes" || value.text == "no" else {
+                    error("'trust-authenticated' takes 'yes' or 'no'", at)
+                    return
+                }
+                if let first = trustAuthenticatedLocation {
+                    error("duplicate 'trust-authenticated'; first at \(first)", at)
+                    return
+                }
+                trustAuthenticated = value.text == "yes"
+                trustAuthenticatedLocation = at
+            case "copy", "rewrite", "only", "except", "user", "known", "allow-clients", "allow-any", "reject-text":
                 guard var current = section else {
                     error("'\(keyword.text)' must be inside a 'domain' section", at)
                     return
@@ -182,12 +226,34 @@ struct ParserState {
                 case "copy": parseCopy(args, at: at, text: text, into: &current, location: location)
                 case "rewrite": parseRewrite(args, at: at, text: text, into: &current, location: location)
                 case "user": parseUser(args, at: at, text: text, into: &current, location: location)
+                case "known": parseKnown(args, at: at, text: text, into: &current, location: location)
+                case "allow-clients":
+                    if let first = current.allowClients {
+                        error("duplicate 'allow-clients' in this section; first at \(first.reference.location)", at)
+                        return
+                    }
+                    if let sources = parseSources(args, at: at, keyword: "allow-clients", location: location) {
+                        current.allowClients = ClientAllowList(
+                            sources: sources, reference: RuleReference(location: at, text: text))
+                    }
+                case "allow-any": parseAllowAny(args, at: at, text: text, into: &current, location: location)
+                case "reject-text":
+                    if let first = current.rejectTextLocation {
+                        error("duplicate 'reject-text' in this section; first at \(first)", at)
+                        return
+                    }
+                    guard let start = args.first?.column else {
+                        error("'reject-text' needs the text of the 550 reply", at)
+                        return
+                    }
+                    current.rejectText = restOfLine(line, from: start)
+                    current.rejectTextLocation = at
                 default: parseScope(keyword.text, args, at: at, text: text, into: &current, location: location)
                 }
                 section = current
             default:
                 error(
-                    "unknown directive '\(keyword.text)'; expected one of: include, delimiter, domain, copy, rewrite, only, except, user",
+                    "unknown directive '\(keyword.text)'; expected one of: \(Self.directives)",
                     at
                 )
             }
@@ -258,7 +324,9 @@ struct ParserState {
         case "except": scope = .except(section.scopeUsers)
         default: scope = .everyone
         }
-        if section.copy == nil, section.rewrite == nil, section.users.isEmpty {
+        if section.copy == nil, section.rewrite == nil, section.users.isEmpty, section.knownUsers == nil,
+            section.allowClients == nil
+        {
             warning("domain section has no copy, rewrite or user rule; it does nothing", section.location)
         }
         if let reference = section.scopeReference, section.copy == nil, section.rewrite == nil {
@@ -266,6 +334,12 @@ struct ParserState {
                 "'\(section.scopeKind ?? "")' has no effect without a domain-wide 'copy' or 'rewrite'",
                 reference.location
             )
+        }
+        if let reference = section.anyClientReference, section.allowClients == nil {
+            warning("'allow-any' has no effect without 'allow-clients'", reference.location)
+        }
+        if let location = section.rejectTextLocation, section.allowClients == nil {
+            warning("'reject-text' has no effect without 'allow-clients'", location)
         }
         if case .except(let excepted) = scope {
             for (name, rule) in section.users where rule.copy != nil && excepted.contains(name) {
@@ -281,7 +355,14 @@ struct ParserState {
             scopeReference: section.scopeReference,
             copy: section.copy,
             rewrite: section.rewrite,
-            users: section.users
+            users: section.users,
+            guards: DomainGuard(
+                knownUsers: section.knownUsers,
+                knownReference: section.knownReference,
+                allowClients: section.allowClients,
+                anyClientUsers: section.anyClientUsers,
+                rejectText: section.rejectText
+            )
         )
         for name in section.names {
             if name.hasPrefix("*.") {
@@ -387,7 +468,7 @@ struct ParserState {
         location: (Word) -> SourceLocation
     ) {
         guard args.count >= 3 else {
-            error("'user' needs a name, an action and targets, e.g. 'user carol.smith rewrite carol'", at)
+            error("'user' needs a name, an action and its arguments, e.g. 'user carol.smith rewrite carol'", at)
             return
         }
         guard let name = checkUserName(args[0].text, at: location(args[0])) else { return }
@@ -415,8 +496,17 @@ struct ParserState {
                 return
             }
             rule.rewrite = RewriteRule(target: template, reference: reference)
+        case "allow-clients":
+            if rule.allowClients != nil {
+                error("duplicate 'user \(name) allow-clients'; first at \(section.userLocations[name] ?? at)", at)
+                return
+            }
+            guard let sources = parseSources(Array(args[2...]), at: at, keyword: "allow-clients", location: location)
+            else { return }
+            rule.allowClients = ClientAllowList(sources: sources, reference: reference)
         default:
-            error("unknown user action '\(action.text)'; expected 'copy' or 'rewrite'", location(action))
+            error(
+                "unknown user action '\(action.text)'; expected 'copy', 'rewrite' or 'allow-clients'", location(action))
             return
         }
         section.users[name] = rule
@@ -473,4 +563,110 @@ extension LocalPartCharacters {
         (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
             || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
     }
+}
+
+/// The guard directives: `known`, `allow-clients`, `allow-any`, `trusted-networks`.
+extension ParserState {
+    mutating func parseKnown(
+        _ args: [Word], at: SourceLocation, text: String, into section: inout SectionBuilder,
+        location: (Word) -> SourceLocation
+    ) {
+        guard !args.isEmpty else {
+            error("'known' needs user names or 'file:PATH'", at)
+            return
+        }
+        if section.knownReference == nil { section.knownReference = RuleReference(location: at, text: text) }
+        var users = section.knownUsers ?? []
+        for word in args {
+            if word.text.hasPrefix("file:") {
+                let listPath = RulePath.resolve(String(word.text.dropFirst(5)), relativeTo: at.file)
+                readUserList(listPath, at: location(word), into: &users)
+            } else if let user = checkUserName(word.text, at: location(word)), !users.insert(user).inserted {
+                error("duplicate user '\(user)' in 'known' list", location(word))
+            }
+        }
+        section.knownUsers = users
+    }
+
+    mutating func parseAllowAny(
+        _ args: [Word], at: SourceLocation, text: String, into section: inout SectionBuilder,
+        location: (Word) -> SourceLocation
+    ) {
+        guard !args.isEmpty else {
+            error("'allow-any' needs user names, e.g. 'allow-any postmaster abuse'", at)
+            return
+        }
+        if section.anyClientReference == nil { section.anyClientReference = RuleReference(location: at, text: text) }
+        for word in args {
+            if let user = checkUserName(word.text, at: location(word)), !section.anyClientUsers.insert(user).inserted {
+                error("duplicate user '\(user)' in 'allow-any' list", location(word))
+            }
+        }
+    }
+
+    /// CIDRs, `file:PATH` (one CIDR per line) and `spf:DOMAIN`.
+    mutating func parseSources(
+        _ args: [Word], at: SourceLocation, keyword: String, location: (Word) -> SourceLocation
+    ) -> [NetworkSource]? {
+        guard !args.isEmpty else {
+            error("'\(keyword)' needs networks (192.0.2.0/24, 2001:db8::/32), 'file:PATH' or 'spf:DOMAIN'", at)
+            return nil
+        }
+        var networks: [IPNetwork] = []
+        var sources: [NetworkSource] = []
+        var ok = true
+        for word in args {
+            if word.text.hasPrefix("spf:") {
+                let domain = String(word.text.dropFirst(4)).lowercased()
+                if let problem = DomainName.problem(in: Array(domain.utf8)) {
+                    error("'\(word.text)' does not name a domain: \(problem)", location(word))
+                    ok = false
+                } else {
+                    sources.append(.spf(domain))
+                }
+            } else if word.text.hasPrefix("file:") {
+                let listPath = RulePath.resolve(String(word.text.dropFirst(5)), relativeTo: at.file)
+                ok = readNetworkList(listPath, at: location(word), into: &networks) && ok
+            } else if let network = IPNetwork(word.text) {
+                networks.append(network)
+            } else {
+                error("'\(word.text)' is not a network (address or address/length)", location(word))
+                ok = false
+            }
+        }
+        if !networks.isEmpty { sources.insert(.networks(networks), at: 0) }
+        return ok ? sources : nil
+    }
+
+    mutating func readNetworkList(_ path: String, at: SourceLocation, into networks: inout [IPNetwork]) -> Bool {
+        let bytes: [UInt8]
+        do {
+            bytes = try source.contents(of: path)
+        } catch {
+            self.error("cannot read network list '\(path)': \(error)", at)
+            return false
+        }
+        files.append(path)
+        var ok = true
+        forEachLine(bytes) { line, number in
+            for word in words(of: line) {
+                let where_ = SourceLocation(file: path, line: number, column: word.column)
+                if let network = IPNetwork(word.text) {
+                    networks.append(network)
+                } else {
+                    error("'\(word.text)' is not a network (address or address/length)", where_)
+                    ok = false
+                }
+            }
+        }
+        return ok
+    }
+}
+
+/// The raw text of `line` from 1-based `column` to the end or a `#`, blanks trimmed.
+func restOfLine(_ line: ArraySlice<UInt8>, from column: Int) -> String {
+    var rest = line.dropFirst(column - 1)
+    if let hash = rest.firstIndex(of: UInt8(ascii: "#")) { rest = rest[..<hash] }
+    while let last = rest.last, last == 0x20 || last == 0x09 || last == 0x0D { rest = rest.dropLast() }
+    return String(decoding: rest, as: UTF8.self)
 }

@@ -49,6 +49,8 @@ public struct RewriteRule: Sendable, Hashable {
 public struct UserRule: Sendable, Hashable {
     public var copy: CopyRule?
     public var rewrite: RewriteRule?
+    /// Replaces the domain's `allow-clients` for this user.
+    public var allowClients: ClientAllowList?
 }
 
 /// The rules of one `domain` section.
@@ -63,6 +65,7 @@ public struct DomainRules: Sendable, Hashable {
     public let copy: CopyRule?
     public let rewrite: RewriteRule?
     public let users: [String: UserRule]
+    public let guards: DomainGuard
 }
 
 public struct RuleSet: Sendable {
@@ -72,8 +75,22 @@ public struct RuleSet: Sendable {
     let subdomains: [String: DomainRules]
     /// Every file read to build this set (rule files and list files), in reading order.
     public let files: [String]
+    public let trust: TrustPolicy
 
-    public static let empty = RuleSet(exact: [:], subdomains: [:], files: [])
+    public static let empty = RuleSet(exact: [:], subdomains: [:], files: [], trust: .default)
+
+    /// True when some recipient can be refused at RCPT: the daemon must then answer every RCPT.
+    public var checksRecipients: Bool {
+        domains.contains { $0.guards.isActive || $0.users.values.contains { $0.allowClients != nil } }
+    }
+
+    /// Every domain named in an `spf:` source, for the daemon to resolve and refresh.
+    public var spfDomains: [String] {
+        var lists = domains.compactMap(\.guards.allowClients)
+        lists += domains.flatMap { $0.users.values.compactMap(\.allowClients) }
+        if let trusted = trust.networks { lists.append(trusted) }
+        return Array(Set(lists.flatMap(\.spfDomains))).sorted()
+    }
 
     /// The distinct sections, in file order.
     public var domains: [DomainRules] {

@@ -1,0 +1,115 @@
+/// RCPT-time guards: which clients may send to a domain, which users exist, and who is trusted.
+///
+/// Guards answer at RCPT, per recipient: a rejected recipient is refused with its own reply and the
+/// rest of the transaction goes on. A guard never changes what copies and rewrites do for the
+/// recipients it lets through.
+
+/// One source of allowed client networks as written in the rule file.
+public enum NetworkSource: Sendable, Hashable, CustomStringConvertible {
+    case networks([IPNetwork])
+    /// `spf:DOMAIN`: the networks DOMAIN's SPF record allows, resolved and refreshed by the daemon.
+    case spf(String)
+
+    public var description: String {
+        switch self {
+        case .networks(let list): list.map(\.description).joined(separator: " ")
+        case .spf(let domain): "spf:\(domain)"
+        }
+    }
+}
+
+/// An `allow-clients` line (or `trusted-networks`): its sources and where it was written.
+public struct ClientAllowList: Sendable, Hashable {
+    public let sources: [NetworkSource]
+    public let reference: RuleReference
+
+    public var spfDomains: [String] {
+        sources.compactMap { if case .spf(let domain) = $0 { domain } else { nil } }
+    }
+
+    public enum Match: Sendable, Hashable {
+        case allowed(String)
+        case notAllowed
+        /// Not matched, and an `spf:` source has no list yet: the answer may change once DNS answers.
+        case unresolved([String])
+    }
+
+    public func match(_ address: IPAddress, providers: ProviderNetworks) -> Match {
+        var unresolved: [String] = []
+        for source in sources {
+            switch source {
+            case .networks(let list):
+                if let hit = list.first(where: { $0.contains(address) }) { return .allowed(hit.description) }
+            case .spf(let domain):
+                guard let list = providers.networks[domain] else {
+                    unresolved.append(domain)
+                    continue
+                }
+                if let hit = list.first(where: { $0.contains(address) }) { return .allowed("spf:\(domain) \(hit)") }
+            }
+        }
+        return unresolved.isEmpty ? .notAllowed : .unresolved(unresolved)
+    }
+}
+
+/// The networks resolved from `spf:` sources, by domain: the daemon's current snapshot.
+public struct ProviderNetworks: Sendable, Hashable {
+    public let networks: [String: [IPNetwork]]
+    public init(_ networks: [String: [IPNetwork]]) { self.networks = networks }
+    public static let empty = ProviderNetworks([:])
+}
+
+/// Clients that bypass `allow-clients`: listed networks and, optionally, SASL-authenticated ones.
+public struct TrustPolicy: Sendable, Hashable {
+    public let networks: ClientAllowList?
+    public let trustAuthenticated: Bool
+
+    public static let `default` = TrustPolicy(networks: nil, trustAuthenticated: true)
+}
+
+/// The guards of one `domain` section.
+public struct DomainGuard: Sendable, Hashable {
+    /// nil: every user is accepted. Lower-cased local parts.
+    public let knownUsers: Set<String>?
+    public let knownReference: RuleReference?
+    public let allowClients: ClientAllowList?
+    /// Users that may receive from any client (`allow-any postmaster abuse`).
+    public let anyClientUsers: Set<String>
+    /// The text of the 5.7.1 reply; nil for the default.
+    public let rejectText: String?
+
+    public static let none = DomainGuard(
+        knownUsers: nil, knownReference: nil, allowClients: nil, anyClientUsers: [], rejectText: nil)
+
+    public var isActive: Bool { knownUsers != nil || allowClients != nil }
+}
+
+/// What the MTA told us about the SMTP client.
+public struct ClientContext: Sendable, Hashable {
+    public let address: IPAddress?
+    /// `{auth_authen}`: the SASL login name, when the client authenticated.
+    public let authenticatedAs: String?
+
+    public init(address: IPAddress?, authenticatedAs: String?) {
+        self.address = address
+        self.authenticatedAs = authenticatedAs.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    public static let unknown = ClientContext(address: nil, authenticatedAs: nil)
+}
+
+/// An SMTP reply to send with a reject or tempfail.
+public struct SMTPReply: Sendable, Hashable, CustomStringConvertible {
+    public let code: String
+    public let enhanced: String
+    public let text: String
+
+    public var description: String { "\(code) \(enhanced) \(text)" }
+}
+
+/// The RCPT answer for one recipient.
+public enum Verdict: Sendable, Hashable {
+    case accept
+    case reject(SMTPReply, because: String)
+    case tempfail(SMTPReply, because: String)
+}

@@ -1,0 +1,89 @@
+import Testing
+
+@testable import SplitCore
+
+@Suite struct GuardTests {
+    let set: RuleSet
+    let providers = ProviderNetworks(["provider.example": [IPNetwork("203.0.113.0/24")].compactMap { $0 }])
+
+    init() throws {
+        set = try rules(
+            """
+            trusted-networks 127.0.0.0/8, ::1
+            domain cache.example
+                allow-clients 192.0.2.0/24 spf:provider.example
+                allow-any postmaster abuse
+                known alice bob carol postmaster
+                user carol allow-clients 198.51.100.9
+                reject-text 5.7.1 mail for cache.example comes through the provider only
+            domain open.example
+                known alice
+            domain pending.example
+                allow-clients spf:unresolved.example
+            """)
+    }
+
+    func verdict(_ rcpt: String, from ip: String?, auth: String? = nil) -> Verdict {
+        let client = ClientContext(address: ip.flatMap(IPAddress.init), authenticatedAs: auth)
+        return set.decide(recipient: rcpt, client: client, providers: providers).verdict
+    }
+
+    func code(_ verdict: Verdict) -> String {
+        switch verdict {
+        case .accept: "accept"
+        case .reject(let reply, _), .tempfail(let reply, _): "\(reply.code) \(reply.enhanced)"
+        }
+    }
+
+    @Test(arguments: [
+        ("<alice@cache.example>", "192.0.2.10", nil, "accept"),
+        ("<alice@cache.example>", "203.0.113.99", nil, "accept"),  // from the provider's SPF list
+        ("<alice@cache.example>", "198.51.100.1", nil, "550 5.7.1"),
+        ("<alice@cache.example>", "198.51.100.1", "alice", "accept"),  // SASL-authenticated
+        ("<alice@cache.example>", "127.0.0.1", nil, "accept"),  // trusted network
+        ("<postmaster@cache.example>", "198.51.100.1", nil, "accept"),  // allow-any
+        ("<mallory@cache.example>", "198.51.100.1", nil, "550 5.7.1"),  // client check first: no user probing
+        ("<mallory@cache.example>", "192.0.2.10", nil, "550 5.1.1"),
+        ("<alice+tag@cache.example>", "192.0.2.10", nil, "accept"),  // extension stripped
+        ("<\"x y\"@cache.example>", "192.0.2.10", nil, "550 5.1.1"),
+        ("<carol@cache.example>", "198.51.100.9", nil, "accept"),  // per-user networks
+        ("<carol@cache.example>", "192.0.2.10", nil, "550 5.7.1"),  // … replace the domain's
+        ("<zed@open.example>", "198.51.100.1", nil, "550 5.1.1"),
+        ("<alice@open.example>", "198.51.100.1", nil, "accept"),
+        ("<anyone@elsewhere.example>", "198.51.100.1", nil, "accept"),
+        ("<a@pending.example>", "198.51.100.1", nil, "451 4.7.1"),  // spf list not resolved yet
+        ("<alice@cache.example>", nil, nil, "550 5.7.1"),
+    ] as [(String, String?, String?, String)])
+    func decidesAtRcpt(rcpt: String, ip: String?, auth: String?, expected: String) {
+        #expect(code(verdict(rcpt, from: ip, auth: auth)) == expected)
+    }
+
+    @Test func usesTheConfiguredRejectText() {
+        guard case .reject(let reply, let because) = verdict("<bob@cache.example>", from: "198.51.100.1") else {
+            Issue.record("expected a reject")
+            return
+        }
+        #expect(reply.text == "5.7.1 mail for cache.example comes through the provider only")
+        #expect(because == "client 198.51.100.1 not in allow-clients (/etc/sm/main.rules:3)")
+    }
+
+    @Test func collectsSpfDomainsAndReportsGuards() throws {
+        #expect(set.spfDomains == ["provider.example", "unresolved.example"])
+        #expect(set.checksRecipients)
+        let unguarded = try rules("domain a.example\n  copy %u@b.example\n")
+        #expect(!unguarded.checksRecipients)
+    }
+
+    @Test func rejectsBadGuardSyntax() {
+        let result = parse(
+            "domain a.example\n  allow-clients 192.0.2.0/33 spf:bad_domain..x\n  known a a\n  allow-any\n")
+        #expect(result.errors.map(\.location.column) == [17, 30, 11, 3])
+    }
+
+    @Test func refusedRecipientsGetNoCopies() throws {
+        let copying = try rules("domain a.example\n  copy %u@b.example\n  known alice\n")
+        let refused = copying.decide(recipient: "<zed@a.example>")
+        #expect(refused.copies.isEmpty)
+        #expect(copying.decide(recipient: "<alice@a.example>").copies.count == 1)
+    }
+}
