@@ -22,10 +22,12 @@ let package = Package(
             path: "CMilterShim",
             linkerSettings: [.linkedLibrary("milter")]
         ),
+        // The C module over glibc's libresolv, for the DNS lookups of `spf:` sources.
+        .target(name: "CResolvShim", linkerSettings: [.linkedLibrary("resolv")]),
         // PURE: rule file language, per-recipient decisions, per-message plan. No I/O.
         .target(name: "SplitCore"),
         // The operating-system side shared by both executables: rule files on disk, sockets, logging.
-        .target(name: "SplitSystem", dependencies: ["SplitCore", logging]),
+        .target(name: "SplitSystem", dependencies: ["SplitCore", "CResolvShim", logging]),
         // SHELL: the only code that touches libmilter.
         .target(name: "SplitDaemon", dependencies: ["CMilterShim", "SplitCore", "SplitSystem", logging]),
         // PURE: the milter wire protocol (version 6) as frames and typed messages. No sockets.

@@ -19,7 +19,7 @@ set -uo pipefail
 
 HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd -- "$HERE/../.." && pwd)
-# shellcheck source=../../scripts/lib/instance.sh
+# shellcheck source=scripts/lib/instance.sh
 source "$REPO/scripts/lib/instance.sh"
 
 ALL_SCENARIOS=(a b c d e f)
@@ -50,6 +50,10 @@ fail() {
     say "  FAIL $name"
     say "       expected: ${expected//$'\n'/$'\n                 '}"
     say "       found:    ${found:-(nothing)}" | sed '2,$s/^/                 /'
+    if ((FAILED_CHECKS > 1)); then
+        say "       (maillog and daemon log: see this scenario's first failure above)"
+        return
+    fi
     say "    --- maillog since the scenario started (last 15 lines)"
     pf_log_since "$R" "$MARK" | tail -n 15 | sed 's/^/    | /'
     if [[ $SCENARIO == e ]]; then
@@ -127,7 +131,7 @@ wait_done() {
 
 need() {
     local missing=() c
-    for c in postfix postconf postqueue postsuper smtp-sink swaks script ss; do
+    for c in postfix postconf postqueue postsuper smtp-sink swaks script setsid ss; do
         command -v "$c" >/dev/null || missing+=("$c")
     done
     if ((${#missing[@]})); then
@@ -150,37 +154,16 @@ setup() {
     for s in "${ALL_SCENARIOS[@]}"; do PORT[$s]=$((b + i)); i=$((i + 1)); done
     GOOGLE_PORT=$((b + 6)) GOOGLE_DOWN_PORT=$((b + 7)) PRIMARY_PORT=$((b + 8)) SENDER_PORT=$((b + 9))
 
-    # The pipe(8) agent runs as nobody: give it a copy it can read and a 1777 directory.
-    mkdir -p "$R/bin" "$R/mda" && chmod 1777 "$R/mda"
-    install -m 755 "$HERE/mda-store" "$R/bin/mda-store"
-
     pf_init "$R" mx.e2e.test || return 1
-    pf_mx_config "$R" "$R/splitmilter.sock" || return 1
-    pf_aliases "$R" alice bob carol dave eve frank sender allie=alice
-    pf_map "$R" transport \
-        "gapps.example.org smtp:[127.0.0.1]:$GOOGLE_PORT" \
-        "gapps-down.example.org smtp:[127.0.0.1]:$GOOGLE_DOWN_PORT" \
-        "example.net smtp:[127.0.0.1]:$PRIMARY_PORT" \
-        "mda.example.test mda:"
-    pf_service "$R" "mda/unix = mda unix - n n - - pipe flags=Rq user=nobody argv=$R/bin/mda-store $R/mda \${recipient}" || return 1
-    pf_set "$R" "mda_destination_recipient_limit = 1" || return 1
+    pf_split_mx "$R" "$R/splitmilter.sock" "$GOOGLE_PORT" "$PRIMARY_PORT" \
+        "gapps-down.example.org smtp:[127.0.0.1]:$GOOGLE_DOWN_PORT" || return 1
     for s in "${SELECTED[@]}"; do
         pf_listen "$R" "${PORT[$s]}" -o "smtpd_milters=unix:$R/milter-$s.sock" || return 1
     done
 
-    sink_start google "$GOOGLE_PORT" || return 1
-    sink_start google-down "$GOOGLE_DOWN_PORT" -f RCPT -B "550 5.1.1 No such user here" || return 1
-    sink_start primary "$PRIMARY_PORT" || return 1
-
-    for s in "${SELECTED[@]}"; do
-        milter_start "milter-$s" "$HERE/fixtures/${RULES[$s]}" "$R/milter-$s.sock" || return 1
-    done
-    pf_start "$R" || return 1
-    for s in "${SELECTED[@]}"; do inst_wait_port "${PORT[$s]}" 10 || return 1; done
-
     if [[ " ${SELECTED[*]} " == *" e "* ]]; then
         # The sending MTA of scenario e: relays everything to the MX's scenario-e listener and
-        # retries quickly.
+        # retries quickly. (Written now, started after the MX: see pf_start.)
         pf_init "$R/sender" sender.e2e.test || return 1
         pf_set "$R/sender" \
             "relayhost = [127.0.0.1]:${PORT[e]}" \
@@ -189,9 +172,21 @@ setup() {
             "queue_run_delay = 2s" "minimal_backoff_time = 2s" "maximal_backoff_time = 4s" \
             "smtp_connect_timeout = 5s" || return 1
         pf_listen "$R/sender" "$SENDER_PORT" || return 1
+    fi
+
+    sink_start google "$GOOGLE_PORT" || return 1
+    sink_start google-down "$GOOGLE_DOWN_PORT" -f RCPT -B "550 5.1.1 No such user here" || return 1
+    sink_start primary "$PRIMARY_PORT" || return 1
+    for s in "${SELECTED[@]}"; do
+        milter_start "milter-$s" "$HERE/fixtures/${RULES[$s]}" "$R/milter-$s.sock" || return 1
+    done
+
+    pf_start "$R" || return 1
+    if [[ -d $R/sender ]]; then
         pf_start "$R/sender" || return 1
         inst_wait_port "$SENDER_PORT" 10 || return 1
     fi
+    for s in "${SELECTED[@]}"; do inst_wait_port "${PORT[$s]}" 10 || return 1; done
 }
 
 # reset: an empty queue, empty mailboxes and sinks, and a new maillog mark.
@@ -241,7 +236,7 @@ scenario_a() {
     expect_eq "a2 dave.mbox holds the message once" 1 "$(mbox_count dave "$id")"
     expect_eq "a2 alice.mbox (alice@localhost) holds the message once" 1 "$(mbox_count alice "$id")"
     expect_eq "a2 the primary MX got exactly zed@example.net" "<zed@example.net>" "$(sink_addrs primary "$id")"
-    expect_eq "a2 Google got nothing" "" "$(sink_dumps google "$id")"
+    expect_eq "a2 Google got nothing" "" "$(sink_addrs google "$id")"
     expect_no_match "a2 maillog: no delivery to gapps" 'gapps' "$(pf_deliveries "$R" "$QID" "$MARK")"
 
     # a3: recipient extensions (delimiter +): %u keeps the extension; dave+x is still dave.
@@ -296,7 +291,7 @@ scenario_c() {
     expect_queued "c1 accepted" || return
     wait_done "$QID"
     expect_eq "c1 carol.mbox holds the message once" 1 "$(mbox_count carol "$id")"
-    expect_eq "c1 the primary MX got nothing" "" "$(sink_dumps primary "$id")"
+    expect_eq "c1 the primary MX got nothing" "" "$(sink_addrs primary "$id")"
     expect_match "c1 maillog: delivered to carol@example.org locally" \
         '^to=<carol@example\.org> .*relay=local .*status=sent' "$(pf_deliveries "$R" "$QID" "$MARK")"
     expect_no_match "c1 maillog: no delivery attempt to carol.smith@example.net" \
@@ -320,6 +315,7 @@ scenario_d() {
     send "$p" sender@example.org someone@gapps-down.example.org "$id0"
     expect_queued "d0 control accepted" || return
     wait_done "$QID"
+    pf_wait_log "$R" " to=<sender@example\.org>.*status=sent" 10 "$MARK" || true
     expect_eq "d0 control: the plain recipient's 550 bounced to sender.mbox" 1 "$(mbox_count sender "$id0")"
 
     # d1: alice's copy is rejected with 550; Postfix must not tell the sender.
@@ -363,7 +359,7 @@ scenario_e() {
         '^to=<alice@example\.org> .*status=deferred .*said: 4[0-9][0-9] ' "$(pf_deliveries "$R/sender" "$sqid" "$SMARK")"
     expect_eq "e1 nothing in alice.mbox yet" 0 "$(mbox_count alice "$id")"
     expect_eq "e1 nothing in dave.mbox yet" 0 "$(mbox_count dave "$id")"
-    expect_eq "e1 nothing at Google yet" "" "$(sink_dumps google "$id")"
+    expect_eq "e1 nothing at Google yet" "" "$(sink_addrs google "$id")"
     expect_no_match "e1 the MX did not queue it" "message-id=<$id>" "$(pf_log_since "$R" "$MARK")"
     if pf_queue_empty "$R"; then ok "e1 the MX queue is empty"; else
         fail "e1 the MX queue is empty" "Mail queue is empty" "$(pf_queue "$R")"; fi
@@ -395,7 +391,7 @@ scenario_f() {
     expect_queued "f1 accepted" || return
     wait_done "$QID"
     expect_match "f1 maillog: delivered through the mda pipe" \
-        '^to=<frank@mda\.example\.test> .*orig_to=<frank@example\.org>.* relay=mda .*status=sent|^to=<frank@mda\.example\.test> .*relay=mda .*status=sent' \
+        '^to=<frank@mda\.example\.test> .*relay=mda .*status=sent' \
         "$(pf_deliveries "$R" "$QID" "$MARK")"
     expect_eq "f1 frank's local mailbox got nothing" 0 "$(mbox_count frank "$id")"
     files=$(cd "$R/mda" && ls -1 -- *.eml 2>/dev/null)
@@ -425,7 +421,7 @@ main() {
             say "usage: $0 [$(IFS='|'; echo "${ALL_SCENARIOS[*]}")]..." >&2
             exit 2
         fi
-        SELECTED+=("$s")
+        [[ " ${SELECTED[*]} " == *" $s "* ]] || SELECTED+=("$s")
     done
     ((${#SELECTED[@]})) || SELECTED=("${ALL_SCENARIOS[@]}")
 
@@ -472,12 +468,13 @@ main() {
             FAILED_CHECKS=0
             reset
             local ts=$SECONDS
+            say "[$s] ${TITLE[$s]}"
             "scenario_$s"
             if ((FAILED_CHECKS == 0)); then
-                say "[$s] pass  ${TITLE[$s]} ($((SECONDS - ts))s)"
+                say "[$s] pass ($((SECONDS - ts))s)"
                 passed=$((passed + 1))
             else
-                say "[$s] FAIL  ${TITLE[$s]}: $FAILED_CHECKS check(s) failed"
+                say "[$s] FAIL: $FAILED_CHECKS check(s) failed ($((SECONDS - ts))s)"
                 failed=$((failed + 1))
             fi
         done

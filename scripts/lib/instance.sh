@@ -31,7 +31,7 @@ inst_init() {
     chmod 755 "$INST_ROOT"
     mkdir -p "$INST_ROOT/logs"
     INST_TAG=${INST_TAG:-$prefix}
-    declare -gA INST_PIDS=() INST_LOGS=()
+    declare -gA INST_PIDS=()
     declare -ga INST_POSTFIX=()
     trap inst_cleanup EXIT
     trap 'exit 130' INT
@@ -69,9 +69,11 @@ inst_wait() {
 inst_spawn() {
     local name=$1 log=$2
     shift 2
-    "$@" </dev/null >"$log" 2>&1 &
+    # setsid: a Ctrl-C in the terminal reaches only the script, whose trap stops the children
+    # in order. (A background child of a non-interactive shell is no group leader, so setsid
+    # does not fork and $! is the command's own PID.)
+    setsid "$@" </dev/null >"$log" 2>&1 &
     INST_PIDS[$name]=$!
-    INST_LOGS[$name]=$log
 }
 
 # inst_kill NAME [GRACE]: SIGTERM, wait up to GRACE s (default 6), then SIGKILL. Reaps the child.
@@ -137,13 +139,14 @@ inst_port_busy() {
 # The base is random, so a stale process from an earlier run (smtp-sink binds with SO_REUSEPORT
 # and would silently share a port) is avoided rather than joined.
 inst_pick_ports() {
-    local count=$1 low=${2:-20000} high=${3:-29999} try base p ok
-    for try in $(seq 1 50); do
+    local count=$1 low=${2:-20000} high=${3:-29999} base p ok
+    for _ in $(seq 1 50); do
         base=$((low + (RANDOM * 32768 + RANDOM) % (high - low - count + 2)))
         ok=1
         for ((p = base; p < base + count; p++)); do
             if inst_port_busy "$p"; then ok=0; break; fi
         done
+        # shellcheck disable=SC2034 # the caller's output
         if ((ok)); then INST_PORT_BASE=$base; return 0; fi
     done
     inst_say "no block of $count free ports in $low-$high"
@@ -271,7 +274,9 @@ pf_map() {
 }
 
 # pf_mx_config DIR MILTER_SOCKET_PATH: the split-delivery MX of the tests and the demo.
-#   example.org, localhost local (alias_maps pf/aliases: users delivered to DIR/mail/<user>.mbox)
+#   example.org, localhost local (alias_maps pf/aliases: users delivered to DIR/mail/<user>.mbox);
+#       only those users exist (local_recipient_maps = $alias_maps, not the Unix passwd file),
+#       and a milter-added Unix user's mailbox would be DIR/mail/<user>, not /var/mail
 #   example.net a relay domain; transport_maps pf/transport routes it (and the copy domains)
 #   smtpd_milters = unix:MILTER_SOCKET_PATH, tempfail when it is down
 pf_mx_config() {
@@ -280,6 +285,8 @@ pf_mx_config() {
         "mydestination = example.org, localhost" \
         "myorigin = example.org" \
         "alias_maps = texthash:$dir/pf/aliases" \
+        "local_recipient_maps = \$alias_maps" \
+        "mail_spool_directory = $dir/mail" \
         "relay_domains = example.net" \
         "transport_maps = texthash:$dir/pf/transport" \
         "virtual_alias_maps = texthash:$dir/pf/virtual" \
@@ -307,26 +314,52 @@ pf_aliases() {
     printf 'postmaster root\nroot %s\n' "$dir/mail/root.mbox" >>"$dir/pf/aliases"
 }
 
-# pf_start DIR: start the instance (waits until master is up; the listeners follow within ~0.3 s).
+# pf_split_mx DIR MILTER_SOCKET_PATH GOOGLE_PORT PRIMARY_PORT [TRANSPORT_LINE...]: the MX of the
+# tests and the demo, on top of pf_mx_config:
+#   users alice bob carol dave eve frank sender (allie is an alias of alice) -> DIR/mail/USER.mbox
+#   gapps.example.org (the Google copies) -> smtp-sink on 127.0.0.1:GOOGLE_PORT
+#   example.net (relay domain; its primary MX) -> smtp-sink on 127.0.0.1:PRIMARY_PORT
+#   mda.example.test -> the pipe(8) service "mda" (Tests/EndToEnd/mda-store as nobody) -> DIR/mda/
+pf_split_mx() {
+    local dir=$1 sock=$2 google=$3 primary=$4
+    shift 4
+    local agent
+    agent=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../../Tests/EndToEnd" && pwd)/mda-store
+    pf_mx_config "$dir" "$sock" || return 1
+    pf_aliases "$dir" alice bob carol dave eve frank sender allie=alice
+    pf_map "$dir" transport \
+        "gapps.example.org smtp:[127.0.0.1]:$google" \
+        "example.net smtp:[127.0.0.1]:$primary" \
+        "mda.example.test mda:" \
+        "$@"
+    # The agent runs as nobody: give it a copy it can read and a 1777 directory to write.
+    mkdir -p "$dir/bin" "$dir/mda" && chmod 1777 "$dir/mda"
+    install -m 755 "$agent" "$dir/bin/mda-store" || return 1
+    pf_service "$dir" "mda/unix = mda unix - n n - - pipe flags=Rq user=nobody argv=$dir/bin/mda-store $dir/mda \${recipient}" || return 1
+    pf_set "$dir" "mda_destination_recipient_limit = 1"
+}
+
+# pf_start DIR: start the instance (runs Postfix's own checks, waits until master is up; the
+# listeners follow within ~0.3 s). Postfix waits ~1.5-2 s when main.cf is less than 2 s old, so
+# write every instance's config before starting the first one.
 pf_start() {
     local dir=$1
-    pf_cli "$dir" check || return 1
     pf_cli "$dir" start || return 1
     INST_POSTFIX+=("$dir")
 }
 
-# pf_stop DIR: stop the instance; if its master survives 5 s, kill it by its pid file.
+# pf_stop DIR: stop the instance. `postfix stop` is SIGTERM to master plus a wait; when it cannot
+# run (a broken main.cf) or master outlives 5 s, signal master by its pid file directly.
 pf_stop() {
     local dir=$1 pid
     pid=$(tr -dc 0-9 <"$dir/q/pid/master.pid" 2>/dev/null)
     [[ -n $pid ]] && inst_alive "$pid" || return 0
-    pf_cli "$dir" stop >/dev/null 2>&1
+    pf_cli "$dir" stop >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null
     local deadline=$((SECONDS + 5))
     while inst_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
     if inst_alive "$pid"; then
-        pf_cli "$dir" abort >/dev/null 2>&1
-        sleep 0.3
-        inst_alive "$pid" && kill -KILL "$pid" 2>/dev/null
+        inst_say "Postfix master (pid $pid) of $dir still running 5s after stop; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null
     fi
     return 0
 }
@@ -419,10 +452,9 @@ milter_start() {
         return 1
     fi
     # Append: a restarted daemon keeps the earlier run's log above its own.
-    "$SPLITMILTER" --rules "$rules" --socket "unix:$sock" --socket-mode 0660 --socket-group postfix \
+    setsid "$SPLITMILTER" --rules "$rules" --socket "unix:$sock" --socket-mode 0660 --socket-group postfix \
         </dev/null >>"$log" 2>&1 &
     INST_PIDS[$name]=$!
-    INST_LOGS[$name]=$log
     local pid=$!
     local deadline=$((SECONDS + 15))
     until inst_unix_listening "$sock"; do
