@@ -106,6 +106,12 @@ public struct Negotiation: Hashable, Sendable {
     /// What Postfix offers with `milter_protocol = 6`: every action and every step.
     public static let postfixOffer = Negotiation(actions: .all, steps: .all)
 
+    /// The names in a macro list as sent on the wire: separated by spaces (Postfix also
+    /// accepts commas).
+    static func macroNames(_ list: String) -> [String] {
+        list.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
+    }
+
     func encode(into writer: inout PayloadWriter) throws {
         writer.uint32(version)
         writer.uint32(actions.rawValue)
@@ -130,7 +136,7 @@ public struct Negotiation: Hashable, Sendable {
                 throw reader.failure("macro list for \(stage.cName) given twice")
             }
             let list = try reader.string("macro list")
-            macroLists[stage] = list.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
+            macroLists[stage] = Negotiation.macroNames(list)
         }
     }
 }

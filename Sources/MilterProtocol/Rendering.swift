@@ -123,7 +123,7 @@ extension Modification: Encodable {
 
 /// `text` with control characters and backslashes escaped so it prints on one line;
 /// with `quote`, double quotes too.
-public func escaped(_ text: String, quote: Bool = false) -> String {
+func escaped(_ text: String, quote: Bool = false) -> String {
     var result = ""
     for scalar in text.unicodeScalars {
         switch scalar {

@@ -196,7 +196,7 @@ public enum Response: Hashable, Sendable {
                 throw reader.failure("unknown macro stage \(number)")
             }
             let list = try reader.string("macro list")
-            self = .setSymbolList(stage, list.split(separator: " ").map(String.init))
+            self = .setSymbolList(stage, Negotiation.macroNames(list))
         case .addRecipient:
             self = .modification(.addRecipient(try reader.string("recipient")))
         case .addRecipientWithArguments:

@@ -6,38 +6,40 @@
 /// and only names with a value are sent. Values come from `--macro`-style overrides first,
 /// then from the transaction itself (`{rcpt_addr}`, `{mail_addr}`, `_` …).
 
-/// An envelope address and its ESMTP arguments, as in `MAIL FROM:<a@b> SIZE=10`.
-///
-/// Invariant: `address` has no angle brackets; `wireForm` adds them.
-public struct EnvelopeAddress: Hashable, Sendable {
-    public var address: String
-    public var arguments: [String]
+extension Transaction {
+    /// An envelope address and its ESMTP arguments, as in `MAIL FROM:<a@b> SIZE=10`.
+    ///
+    /// Invariant: `address` has no angle brackets; `wireForm` adds them.
+    public struct Address: Hashable, Sendable {
+        public var address: String
+        public var arguments: [String]
 
-    public init(_ address: String, arguments: [String] = []) {
-        self.address = EnvelopeAddress.stripBrackets(address)
-        self.arguments = arguments
-    }
+        public init(_ address: String, arguments: [String] = []) {
+            self.address = Address.stripBrackets(address)
+            self.arguments = arguments
+        }
 
-    /// Parses `a@b NOTIFY=NEVER ORCPT=rfc822;a@b`: the address, then whitespace-separated
-    /// arguments. `<>` and the empty string are the null sender.
-    public init(parsing text: String) {
-        let words = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-        self.init(words.first ?? "", arguments: Array(words.dropFirst()))
-    }
+        /// Parses `a@b NOTIFY=NEVER ORCPT=rfc822;a@b`: the address, then whitespace-separated
+        /// arguments. `<>` and the empty string are the null sender.
+        public init(parsing text: String) {
+            let words = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            self.init(words.first ?? "", arguments: Array(words.dropFirst()))
+        }
 
-    /// The address as an SMTP client writes it: `<a@b>`.
-    public var wireForm: String { "<\(address)>" }
+        /// The address as an SMTP client writes it: `<a@b>`.
+        public var wireForm: String { "<\(address)>" }
 
-    /// The part after the last `@`, or nil.
-    public var domain: String? {
-        guard let at = address.lastIndex(of: "@") else { return nil }
-        let domain = address[address.index(after: at)...]
-        return domain.isEmpty ? nil : String(domain)
-    }
+        /// The part after the last `@`, or nil.
+        public var domain: String? {
+            guard let at = address.lastIndex(of: "@") else { return nil }
+            let domain = address[address.index(after: at)...]
+            return domain.isEmpty ? nil : String(domain)
+        }
 
-    private static func stripBrackets(_ text: String) -> String {
-        guard text.hasPrefix("<"), text.hasSuffix(">"), text.count >= 2 else { return text }
-        return String(text.dropFirst().dropLast())
+        private static func stripBrackets(_ text: String) -> String {
+            guard text.hasPrefix("<"), text.hasSuffix(">"), text.count >= 2 else { return text }
+            return String(text.dropFirst().dropLast())
+        }
     }
 }
 
@@ -121,7 +123,7 @@ public struct MailMessage: Hashable, Sendable {
 
     /// A small, fixed test message. The date and Message-ID are constant so that
     /// transcripts of it can be compared byte for byte.
-    public static func sample(from sender: EnvelopeAddress, to recipients: [EnvelopeAddress]) -> MailMessage {
+    public static func sample(from sender: Transaction.Address, to recipients: [Transaction.Address]) -> MailMessage {
         let to = recipients.isEmpty ? "undisclosed-recipients:;" : recipients.map(\.wireForm).joined(separator: ", ")
         let text = """
             From: \(sender.address.isEmpty ? "MAILER-DAEMON" : sender.wireForm)
@@ -144,8 +146,8 @@ public struct Transaction: Hashable, Sendable {
     public var clientName: String
     public var client: ClientAddress
     public var helo: String
-    public var sender: EnvelopeAddress
-    public var recipients: [EnvelopeAddress]
+    public var sender: Transaction.Address
+    public var recipients: [Transaction.Address]
     public var message: MailMessage
     /// The MTA's own host name: `j` and `{daemon_name}`.
     public var hostname: String
@@ -157,8 +159,8 @@ public struct Transaction: Hashable, Sendable {
         clientName: String = "unknown",
         client: ClientAddress = .inet("127.0.0.1", port: 0),
         helo: String = "localhost",
-        sender: EnvelopeAddress,
-        recipients: [EnvelopeAddress],
+        sender: Transaction.Address,
+        recipients: [Transaction.Address],
         message: MailMessage,
         hostname: String = "localhost",
         macros: [Macro] = []
@@ -184,24 +186,30 @@ public struct Transaction: Hashable, Sendable {
         .endOfMessage: ["i"],
     ]
 
-    /// The macros to send before the command of `stage`.
+    /// The macro lists in force: the milter's list for a stage if it gave a non-empty
+    /// one, otherwise Postfix's (an empty milter list cannot switch macros off with
+    /// Postfix either).
+    public static func macroLists(askedFor milterLists: [MacroStage: [String]]) -> [MacroStage: [String]] {
+        postfixMacroLists.merging(milterLists.filter { !$0.value.isEmpty }) { _, milter in milter }
+    }
+
+    /// The macros to send before the command of `stage`: every name in that stage's list
+    /// that has a value, and at connect also every given macro that no list names.
     ///
     /// - Parameters:
-    ///   - list: the names asked for: the milter's list for this stage if it gave a
-    ///     non-empty one, otherwise Postfix's (an empty milter list cannot switch macros
-    ///     off with Postfix either).
+    ///   - lists: the lists in force, from `macroLists(askedFor:)`.
     ///   - recipient: the recipient at the RCPT stage.
     ///   - queueIDAssigned: whether Postfix would know the queue ID yet. It does not at
     ///     MAIL, nor at the first RCPT: smtpd opens the queue file only after the first
     ///     recipient is accepted.
     public func macros(
         for stage: MacroStage,
-        list: [String],
-        recipient: EnvelopeAddress? = nil,
+        lists: [MacroStage: [String]],
+        recipient: Transaction.Address? = nil,
         queueIDAssigned: Bool
     ) -> [Macro] {
         var sent: [Macro] = []
-        for name in list {
+        for name in lists[stage] ?? [] {
             let key = MacroName.normalized(name)
             if key == "i" && !queueIDAssigned { continue }
             if let value = value(of: key, recipient: recipient), !value.isEmpty {
@@ -209,14 +217,13 @@ public struct Transaction: Hashable, Sendable {
             }
         }
         if stage == .connect {
-            let listed = Set(Transaction.postfixMacroLists.values.joined().map(MacroName.normalized))
-                .union(list.map(MacroName.normalized))
+            let listed = Set(lists.values.joined().map(MacroName.normalized))
             sent += macros.filter { !listed.contains($0.name) }
         }
         return sent
     }
 
-    private func value(of name: String, recipient: EnvelopeAddress?) -> String? {
+    private func value(of name: String, recipient: Transaction.Address?) -> String? {
         if let given = macros.last(where: { $0.name == name }) { return given.value }
         switch name {
         case "j", "{daemon_name}": return hostname

@@ -7,6 +7,6 @@ struct MilterTest: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "milter-test",
         abstract: "Check splitmilter rules, explain them, and talk to any milter.",
-        subcommands: [Check.self, Explain.self]
+        subcommands: [Check.self, Explain.self, Send.self]
     )
 }
