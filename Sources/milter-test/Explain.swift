@@ -24,6 +24,18 @@ extension MilterTest {
         @Option(name: .customLong("rcpt-arg"), help: "ESMTP parameter for every recipient, e.g. NOTIFY=SUCCESS.")
         var recipientParameters: [String] = []
 
+        @Option(help: "The SMTP client's IP address, for allow-clients rules.")
+        var client: String?
+
+        @Option(help: "The SMTP client's HELO name (shown only; no rule uses it).")
+        var helo: String?
+
+        @Option(name: .customLong("auth"), help: "The SASL login of the client ({auth_authen}), if it authenticated.")
+        var authenticatedAs: String?
+
+        @Option(help: "DNS server for spf: sources, IP[:PORT] (default: the system's resolvers).")
+        var dnsServer: String?
+
         @Option(help: "Instance name for the copy marker header (default: host name).")
         var instance: String?
 
@@ -35,6 +47,10 @@ extension MilterTest {
 
         func validate() throws {
             guard !recipients.isEmpty else { throw ValidationError("give at least one --rcpt") }
+            if let client, IPAddress(client) == nil { throw ValidationError("--client '\(client)' is not an IP address") }
+            if let dnsServer, ResolverDNS(serverSpec: dnsServer) == nil {
+                throw ValidationError("--dns-server '\(dnsServer)' is not IPv4[:PORT]")
+            }
         }
 
         func run() throws {
@@ -42,13 +58,25 @@ extension MilterTest {
             let loaded = RuleLoader.load(rules)
             for diagnostic in loaded.diagnostics { print(diagnostic, to: &standardError) }
             guard let ruleSet = loaded.ruleSet else { throw ExitCode.failure }
+            let context = ClientContext(address: client.flatMap(IPAddress.init), authenticatedAs: authenticatedAs)
+            let providers = ProviderResolution.resolve(
+                ruleSet.spfDomains, dns: dnsServer.flatMap(ResolverDNS.init(serverSpec:)) ?? ResolverDNS())
+            for (domain, problem) in providers.failures.sorted(by: { $0.key < $1.key }) {
+                print("spf:\(domain): \(problem)", to: &standardError)
+            }
             var plan = MessagePlan()
             plan.carriesMarker = marked
+            var decisions: [RecipientDecision] = []
             for recipient in recipients {
                 let raw = recipient.hasPrefix("<") ? recipient : "<\(recipient)>"
-                _ = plan.record(ruleSet.decide(recipient: raw, parameters: recipientParameters))
+                let decision = ruleSet.decide(
+                    recipient: raw, parameters: recipientParameters, client: context, providers: providers.networks)
+                decisions.append(decision)
+                // The daemon records only the recipients it lets through; refused ones never reach EOM.
+                if decision.verdict == .accept { _ = plan.record(decision) }
             }
-            let explanation = Explanation(plan: plan, marker: CopyMarker(instance: instance ?? HostName.current))
+            let explanation = Explanation(
+                decisions: decisions, plan: plan, marker: CopyMarker(instance: instance ?? HostName.current))
             print(json ? try explanation.json() : explanation.text, terminator: "")
         }
     }

@@ -4,12 +4,23 @@ import Foundation
 import SplitCore
 
 struct Explanation {
+    /// Every recipient's decision, refused ones included.
+    let decisions: [RecipientDecision]
     let plan: MessagePlan
     let edits: MessagePlan.Edits
 
-    init(plan: MessagePlan, marker: CopyMarker) {
+    init(decisions: [RecipientDecision], plan: MessagePlan, marker: CopyMarker) {
+        self.decisions = decisions
         self.plan = plan
         self.edits = plan.edits(marker: marker)
+    }
+
+    static func describe(_ verdict: Verdict) -> String {
+        switch verdict {
+        case .accept: "accept"
+        case .reject(let reply, let because): "reject \(reply) (\(because))"
+        case .tempfail(let reply, let because): "tempfail \(reply) (\(because))"
+        }
     }
 
     static func describe(_ selection: Selection) -> String {
@@ -24,8 +35,10 @@ struct Explanation {
 
     var text: String {
         var out = ""
-        for decision in plan.decisions {
+        for decision in decisions {
             out += "rcpt \(decision.recipient): \(Self.describe(decision.selection))\n"
+            if decision.verdict != .accept { out += "  \(Self.describe(decision.verdict))\n" }
+            if let note = decision.guardNote { out += "  accepted: \(note)\n" }
             for copy in decision.copies { out += "  copy \(copy.address)  [\(copy.rule)]\n" }
             if let rewrite = decision.rewrite { out += "  rewrite to \(rewrite.address)  [\(rewrite.rule)]\n" }
             for problem in decision.problems { out += "  problem: \(problem)\n" }
@@ -47,6 +60,8 @@ struct Explanation {
         let copies: [Target]
         let rewrite: Target?
         let problems: [String]
+        let verdict: String
+        let accepted: String?
     }
 
     struct Document: Codable {
@@ -60,10 +75,11 @@ struct Explanation {
             Target(address: t.address.description, rule: t.rule.location.fileAndLine)
         }
         let document = Document(
-            recipients: plan.decisions.map {
+            recipients: decisions.map {
                 Recipient(
                     recipient: $0.recipient, selection: Self.describe($0.selection), copies: $0.copies.map(target),
-                    rewrite: $0.rewrite.map(target), problems: $0.problems)
+                    rewrite: $0.rewrite.map(target), problems: $0.problems, verdict: Self.describe($0.verdict),
+                    accepted: $0.guardNote)
             },
             skipped: edits.skipped.map { "\($0.target.address) for \($0.forRecipient): \($0.reason)" },
             edits: edits.edits.map(\.description)

@@ -1,6 +1,7 @@
 /// milter-test: check rule files, explain what they do to an envelope, talk to and load any milter.
 
 import ArgumentParser
+import SplitSystem
 
 @main
 struct MilterTest: ParsableCommand {
@@ -9,4 +10,21 @@ struct MilterTest: ParsableCommand {
         abstract: "Check splitmilter rules, explain them, and talk to any milter.",
         subcommands: [Check.self, Explain.self, Send.self]
     )
+
+    /// Like ArgumentParser's `main()`, except that usage errors exit with 2 (as `check` and `send`
+    /// document, like most Unix tools) instead of EX_USAGE (64).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                var standardError = StandardError()
+                print(fullMessage(for: error), to: &standardError)
+                exit(withError: ExitCode(2))
+            }
+            exit(withError: error)
+        }
+    }
 }
