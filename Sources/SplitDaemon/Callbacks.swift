@@ -3,7 +3,8 @@
 /// Each callback is a C function pointer, so it captures nothing and reaches state through the
 /// session pointer and `runtime`. Nothing may escape a callback as a trap or an error: every
 /// failure is logged and answered with TEMPFAIL, so Postfix keeps the message in the client's hands
-/// (milter_default_action = tempfail covers the rest).
+/// (milter_default_action = tempfail covers the rest). A step negotiated as no-reply cannot answer
+/// at all; its failure is remembered and the message is refused at end of message instead.
 
 internal import CMilterShim
 import Glibc
@@ -13,8 +14,24 @@ import SplitCore
 /// The longest argv libmilter hands us that we read: RCPT has one address and a few ESMTP params.
 let maximumArguments = 64
 
+/// The protocol steps splitmilter handles, with the no-reply flag each can be negotiated with.
+enum Stage: String {
+    case negotiate, connect, mail, rcpt, data, header, eom, abort
+
+    var noReplyFlag: UInt {
+        switch self {
+        case .connect: UInt(SMFIP_NR_CONN)
+        case .mail: UInt(SMFIP_NR_MAIL)
+        case .rcpt: UInt(SMFIP_NR_RCPT)
+        case .data: UInt(SMFIP_NR_DATA)
+        case .header: UInt(SMFIP_NR_HDR)
+        case .negotiate, .eom, .abort: 0
+        }
+    }
+}
+
 enum Callbacks {
-    /// What the daemon asks libmilter for; the negotiation narrows it per connection.
+    /// What the daemon may ask libmilter for; the negotiation narrows it per connection.
     static var flags: UInt { UInt(SMFIF_ADDRCPT_PAR | SMFIF_DELRCPT | SMFIF_ADDHDRS) }
 
     static func description() -> smfiDesc {
@@ -23,26 +40,28 @@ enum Callbacks {
         d.xxfi_version = SMFI_VERSION
         d.xxfi_flags = Callbacks.flags
         d.xxfi_negotiate = { ctx, f0, f1, _, _, pf0, pf1, pf2, pf3 in
-            Callbacks.guarded(ctx, "negotiate") { ctx in try Callbacks.negotiate(ctx, f0, f1, pf0, pf1, pf2, pf3) }
+            Callbacks.guarded(ctx, .negotiate) { ctx in try Callbacks.negotiate(ctx, f0, f1, pf0, pf1, pf2, pf3) }
         }
-        d.xxfi_connect = { ctx, host, _ in
-            Callbacks.guarded(ctx, "connect") { ctx in
-                Callbacks.session(ctx).client = host.map { String(cString: $0) } ?? ""
+        d.xxfi_connect = { ctx, _, address in
+            Callbacks.guarded(ctx, .connect) { ctx in
+                Callbacks.session(ctx).clientAddress = address.flatMap(Callbacks.ipAddress)
                 return SMFIS_CONTINUE
             }
         }
-        d.xxfi_envfrom = { ctx, argv in
-            Callbacks.guarded(ctx, "mail") { ctx in
-                Callbacks.session(ctx).startMessage(sender: Callbacks.arguments(argv).first ?? "")
+        d.xxfi_envfrom = { ctx, _ in
+            Callbacks.guarded(ctx, .mail) { ctx in
+                Callbacks.session(ctx).startMessage(authenticatedAs: Libmilter.macro(ctx, "{auth_authen}"))
                 return SMFIS_CONTINUE
             }
         }
-        d.xxfi_envrcpt = { ctx, argv in Callbacks.guarded(ctx, "rcpt") { ctx in try Callbacks.recipient(ctx, Callbacks.arguments(argv)) } }
+        d.xxfi_envrcpt = { ctx, argv in
+            Callbacks.guarded(ctx, .rcpt) { ctx in try Callbacks.recipient(ctx, Callbacks.arguments(argv)) }
+        }
         // DATA is answered even though nothing is decided there: an unanswered step leaves Postfix's
         // next small write waiting on a delayed ACK over TCP (research/spike.md §9).
-        d.xxfi_data = { ctx in Callbacks.guarded(ctx, "data") { _ in SMFIS_CONTINUE } }
+        d.xxfi_data = { ctx in Callbacks.guarded(ctx, .data) { _ in SMFIS_CONTINUE } }
         d.xxfi_header = { ctx, name, value in
-            Callbacks.guarded(ctx, "header") { ctx in
+            Callbacks.guarded(ctx, .header) { ctx in
                 let session = Callbacks.session(ctx)
                 if let name, let value, !session.plan.carriesMarker,
                     runtime.settings.marker.matches(name: String(cString: name), value: String(cString: value))
@@ -52,9 +71,9 @@ enum Callbacks {
                 return SMFIS_CONTINUE
             }
         }
-        d.xxfi_eom = { ctx in Callbacks.guarded(ctx, "eom") { ctx in try Callbacks.endOfMessage(ctx) } }
+        d.xxfi_eom = { ctx in Callbacks.guarded(ctx, .eom) { ctx in try Callbacks.endOfMessage(ctx) } }
         d.xxfi_abort = { ctx in
-            Callbacks.guarded(ctx, "abort") { ctx in
+            Callbacks.guarded(ctx, .abort) { ctx in
                 if let existing = Callbacks.existingSession(ctx) { existing.endMessage() }
                 return SMFIS_CONTINUE
             }
@@ -72,20 +91,27 @@ enum Callbacks {
         return d
     }
 
-    /// Runs one callback body; any thrown error is logged and answered with TEMPFAIL.
-    static func guarded(_ ctx: OpaquePointer?, _ stage: String, _ body: (MilterContext) throws -> Int32) -> Int32 {
+    /// Runs one callback body. A thrown error is logged and answered with TEMPFAIL, or, in a step
+    /// negotiated as no-reply, remembered for EOM; such a step always answers NOREPLY.
+    static func guarded(_ ctx: OpaquePointer?, _ stage: Stage, _ body: (MilterContext) throws -> Int32) -> Int32 {
         guard let ctx else {
-            runtime.logger.error("libmilter passed no context", metadata: ["stage": "\(stage)"])
+            runtime.logger.error("libmilter passed no context", metadata: ["stage": "\(stage.rawValue)"])
             return SMFIS_TEMPFAIL
         }
         let context = MilterContext(pointer: ctx)
+        let noReply = stage.noReplyFlag != 0 && (existingSession(context)?.noReplySteps ?? 0) & stage.noReplyFlag != 0
         do {
-            return try body(context)
+            let status = try body(context)
+            return noReply ? SMFIS_NOREPLY : status
         } catch {
             let queueID = Libmilter.macro(context, "i") ?? "NOQUEUE"
-            runtime.logger.error("\(queueID): \(stage): \(error); answering tempfail")
+            runtime.logger.error("\(queueID): \(stage.rawValue): \(error); answering tempfail")
+            if noReply {
+                existingSession(context)?.failure = "\(stage.rawValue): \(error)"
+                return SMFIS_NOREPLY
+            }
             try? Libmilter.setReply(
-                context, code: "451", enhanced: "4.3.0", text: "splitmilter: temporary failure at \(stage)")
+                context, code: "451", enhanced: "4.3.0", text: "splitmilter: temporary failure at \(stage.rawValue)")
             return SMFIS_TEMPFAIL
         }
     }
@@ -119,21 +145,42 @@ enum Callbacks {
         return result
     }
 
+    /// The client's address from xxfi_connect; nil for non-IP clients (local submission).
+    static func ipAddress(_ address: UnsafeMutablePointer<sockaddr>) -> IPAddress? {
+        switch Int32(address.pointee.sa_family) {
+        case AF_INET:
+            return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                .v4(UInt32(bigEndian: $0.pointee.sin_addr.s_addr))
+            }
+        case AF_INET6:
+            return address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
+                withUnsafeBytes(of: pointer.pointee.sin6_addr) { bytes in
+                    let high = bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                    let low = bytes.suffix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                    return .v6(high: high, low: low)
+                }
+            }
+        default:
+            return nil
+        }
+    }
+
     static func negotiate(
         _ ctx: MilterContext, _ offeredActions: UInt, _ offeredSteps: UInt,
         _ pf0: UnsafeMutablePointer<UInt>?, _ pf1: UnsafeMutablePointer<UInt>?,
         _ pf2: UnsafeMutablePointer<UInt>?, _ pf3: UnsafeMutablePointer<UInt>?
     ) throws -> Int32 {
-        let rules = session(ctx).rules
-        let needs = Negotiation(makesCopies: rules.makesCopies, rewrites: rules.rewrites)
+        let session = session(ctx)
+        let needs = Negotiation(rules: session.rules, noReply: runtime.settings.noReply, offeredSteps: offeredSteps)
         guard offeredActions & needs.actions == needs.actions else {
             runtime.logger.error(
                 "the MTA does not offer the actions splitmilter needs; refusing the connection",
                 metadata: ["offered": "\(offeredActions)", "needed": "\(needs.actions)"])
             return SMFIS_REJECT
         }
+        session.noReplySteps = needs.noReplySteps
         pf0?.pointee = needs.actions
-        pf1?.pointee = needs.skippedSteps & offeredSteps
+        pf1?.pointee = needs.steps
         pf2?.pointee = 0
         pf3?.pointee = 0
         return SMFIS_CONTINUE
@@ -142,8 +189,20 @@ enum Callbacks {
     static func recipient(_ ctx: MilterContext, _ argv: [String]) throws -> Int32 {
         let session = session(ctx)
         guard let raw = argv.first else { return SMFIS_CONTINUE }
-        let decision = session.rules.decide(recipient: raw, parameters: Array(argv.dropFirst()))
+        let decision = session.rules.decide(
+            recipient: raw, parameters: Array(argv.dropFirst()), client: session.client,
+            providers: runtime.providers)
+        switch decision.verdict {
+        case .accept:
+            break
+        case .reject(let reply, let because), .tempfail(let reply, let because):
+            let queueID = Libmilter.macro(ctx, "i") ?? "NOQUEUE"
+            runtime.logger.info("\(queueID): reject: rcpt=\(raw) \(reply) (\(because))")
+            try Libmilter.setReply(ctx, code: reply.code, enhanced: reply.enhanced, text: reply.text)
+            return reply.code.hasPrefix("5") ? SMFIS_REJECT : SMFIS_TEMPFAIL
+        }
         guard session.plan.record(decision) else {
+            session.failure = "more than \(MessagePlan.maximumRecipients) recipients"
             try Libmilter.setReply(ctx, code: "452", enhanced: "4.5.3", text: "Too many recipients for splitmilter")
             return SMFIS_TEMPFAIL
         }
@@ -156,6 +215,11 @@ enum Callbacks {
         defer { session.endMessage() }
         let queueID = Libmilter.macro(ctx, "i") ?? "NOQUEUE"
         let logger = runtime.logger
+        if let failure = session.failure {
+            logger.error("\(queueID): refusing the message: \(failure)")
+            try Libmilter.setReply(ctx, code: "451", enhanced: "4.3.0", text: "splitmilter: \(failure)")
+            return SMFIS_TEMPFAIL
+        }
         let result = session.plan.edits(marker: runtime.settings.marker)
         for decision in session.plan.decisions {
             for problem in decision.problems {
@@ -190,9 +254,13 @@ enum Callbacks {
 /// and waits for as little as possible.
 struct Negotiation {
     let actions: UInt
-    let skippedSteps: UInt
+    /// SMFIP_NO* (steps not sent) and SMFIP_NR_* (steps not answered) bits, within what was offered.
+    let steps: UInt
+    let noReplySteps: UInt
 
-    init(makesCopies: Bool, rewrites: Bool) {
+    init(rules: RuleSet, noReply: Bool, offeredSteps: UInt) {
+        let makesCopies = rules.makesCopies
+        let rewrites = rules.rewrites
         var actions: UInt = 0
         if makesCopies || rewrites { actions |= UInt(SMFIF_ADDRCPT_PAR) }
         if rewrites { actions |= UInt(SMFIF_DELRCPT) }
@@ -201,6 +269,15 @@ struct Negotiation {
         // Headers are read only to find our own marker, which matters only when copies are made.
         var skipped = UInt(SMFIP_NOHELO | SMFIP_NOBODY | SMFIP_NOEOH | SMFIP_NOUNKNOWN)
         if !makesCopies { skipped |= UInt(SMFIP_NOHDRS) }
-        self.skippedSteps = skipped
+        var silent: UInt = 0
+        if noReply {
+            // Steps that always continue need no answer. RCPT does only when no guard can refuse.
+            silent = UInt(SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_HDR)
+            if !rules.checksRecipients { silent |= UInt(SMFIP_NR_RCPT) }
+            skipped |= UInt(SMFIP_NODATA)
+        }
+        silent &= offeredSteps
+        self.noReplySteps = silent
+        self.steps = (skipped & offeredSteps) | silent
     }
 }

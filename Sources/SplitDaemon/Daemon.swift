@@ -14,13 +14,43 @@ public struct DaemonOptions: Sendable {
     /// nil: use group `postfix` when it exists.
     public var socketGroup: String?
     public var instance: String
+    public var noReply: NoReplyMode
+    /// The DNS server for `spf:` sources; nil for the system's resolvers.
+    public var dnsServer: ResolverDNS?
+    /// Seconds between refreshes of `spf:` sources; 0 refreshes only on SIGUSR1.
+    public var spfRefresh: Int
+    public var spfCache: String?
 
-    public init(rulesPath: String, socket: SocketSpec, socketMode: UInt32, socketGroup: String?, instance: String) {
+    public init(
+        rulesPath: String, socket: SocketSpec, socketMode: UInt32, socketGroup: String?, instance: String,
+        noReply: NoReplyMode, dnsServer: ResolverDNS?, spfRefresh: Int, spfCache: String?
+    ) {
         self.rulesPath = rulesPath
         self.socket = socket
         self.socketMode = socketMode
         self.socketGroup = socketGroup
         self.instance = instance
+        self.noReply = noReply
+        self.dnsServer = dnsServer
+        self.spfRefresh = spfRefresh
+        self.spfCache = spfCache
+    }
+}
+
+/// Whether to negotiate no-reply for the steps that always continue.
+public enum NoReplyMode: String, Sendable, CaseIterable {
+    /// On for unix sockets; off for TCP, where Postfix's unanswered small writes can wait on
+    /// Nagle + delayed ACK (research/spike.md §9).
+    case auto
+    case on
+    case off
+
+    func enabled(for socket: SocketSpec) -> Bool {
+        switch self {
+        case .on: true
+        case .off: false
+        case .auto: if case .unix = socket { true } else { false }
+        }
     }
 }
 
@@ -34,8 +64,18 @@ public enum Daemon {
             return 1
         }
         runtime.configure(
-            settings: DaemonSettings(rulesPath: options.rulesPath, marker: CopyMarker(instance: options.instance)),
+            settings: DaemonSettings(
+                rulesPath: options.rulesPath, marker: CopyMarker(instance: options.instance),
+                noReply: options.noReply.enabled(for: options.socket)),
             rules: rules, logger: logger)
+        let refresher = ProviderRefresher(
+            dns: options.dnsServer ?? ResolverDNS(), interval: options.spfRefresh, cachePath: options.spfCache)
+        do {
+            try refresher.start(logger: logger)
+        } catch {
+            logger.critical("\(error)")
+            return 1
+        }
 
         let listener: ListeningSocket
         do {
@@ -57,9 +97,14 @@ public enum Daemon {
             logger.critical("\(error)")
             return 1
         }
-        DaemonSignals.onReloadSignal { reload() }
+        DaemonSignals.onReloadSignal {
+            reload()
+            refresher.refresh()
+        }
+        if !rules.spfDomains.isEmpty { refresher.runSchedule() }
+        let noReply = options.noReply.enabled(for: options.socket) ? "; no-reply steps on" : ""
         logger.info(
-            "listening on \(options.socket) with \(RuleReport.summary(rules)); SIGUSR1 reloads \(options.rulesPath)")
+            "listening on \(options.socket) with \(RuleReport.summary(rules)); SIGUSR1 reloads \(options.rulesPath)\(noReply)")
         do {
             try Libmilter.main()
         } catch {

@@ -11,21 +11,31 @@ import Synchronization
 public struct DaemonSettings: Sendable {
     public var rulesPath: String
     public var marker: CopyMarker
+    /// Negotiate no-reply for the steps that always continue (see `Negotiation`).
+    public var noReply: Bool
 
-    public init(rulesPath: String, marker: CopyMarker) {
+    public init(rulesPath: String, marker: CopyMarker, noReply: Bool) {
         self.rulesPath = rulesPath
         self.marker = marker
+        self.noReply = noReply
     }
 }
 
 final class DaemonRuntime: Sendable {
     private let rules: Mutex<RuleSet>
     private let state: Mutex<(settings: DaemonSettings, logger: Logger)?>
+    private let providerNetworks: Mutex<ProviderNetworks>
 
     init() {
         rules = Mutex(RuleSet.empty)
         state = Mutex(nil)
+        providerNetworks = Mutex(.empty)
     }
+
+    /// The networks of `spf:` sources as last resolved; replaced whole by the refresher.
+    var providers: ProviderNetworks { providerNetworks.withLock { $0 } }
+
+    func replaceProviders(_ networks: ProviderNetworks) { providerNetworks.withLock { $0 = networks } }
 
     func configure(settings: DaemonSettings, rules newRules: RuleSet, logger: Logger) {
         state.withLock { $0 = (settings, logger) }
@@ -37,7 +47,8 @@ final class DaemonRuntime: Sendable {
     func replaceRules(_ newRules: RuleSet) { rules.withLock { $0 = newRules } }
 
     var settings: DaemonSettings {
-        state.withLock { $0?.settings } ?? DaemonSettings(rulesPath: "", marker: CopyMarker(instance: "splitmilter"))
+        state.withLock { $0?.settings }
+            ?? DaemonSettings(rulesPath: "", marker: CopyMarker(instance: "splitmilter"), noReply: false)
     }
 
     var logger: Logger { state.withLock { $0?.logger } ?? Logger(label: "splitmilter") }

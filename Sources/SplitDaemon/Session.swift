@@ -9,19 +9,27 @@ import SplitCore
 final class Session {
     /// The rules this connection negotiated with; a reload affects the next connection.
     let rules: RuleSet
+    /// The SMFIP_NR_* steps negotiated: their callbacks must answer NOREPLY, whatever happens.
+    var noReplySteps: UInt = 0
     var plan = MessagePlan()
-    var sender: String = ""
-    var client: String = ""
+    var clientAddress: IPAddress?
+    var authenticatedAs: String?
+    /// Set when the plan could not hold every recipient, or a no-reply step failed: the message is
+    /// then refused at EOM rather than delivered without its edits.
+    var failure: String?
 
     init(rules: RuleSet) { self.rules = rules }
 
-    func startMessage(sender: String) {
+    var client: ClientContext { ClientContext(address: clientAddress, authenticatedAs: authenticatedAs) }
+
+    func startMessage(authenticatedAs: String?) {
         plan = MessagePlan()
-        self.sender = sender
+        failure = nil
+        self.authenticatedAs = authenticatedAs
     }
 
     func endMessage() {
         plan = MessagePlan()
-        sender = ""
+        failure = nil
     }
 }

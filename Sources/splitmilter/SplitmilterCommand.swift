@@ -36,6 +36,18 @@ struct SplitmilterCommand: ParsableCommand {
     @Option(name: .long, help: "Log level: debug, info, warning or error.")
     var logLevel = "info"
 
+    @Option(name: .long, help: "Negotiate no-reply steps: auto (unix sockets only), on or off.")
+    var noReply = "auto"
+
+    @Option(name: .long, help: "DNS server for spf: sources, IPv4[:PORT] (default: /etc/resolv.conf's).")
+    var dnsServer: String?
+
+    @Option(name: .long, help: "Seconds between refreshes of spf: sources (0: only on SIGUSR1).")
+    var spfRefresh = 3600
+
+    @Option(name: .long, help: "Cache of the last good spf: lists, used when DNS is down at start.")
+    var spfCache = "/var/lib/splitmilter/spf.cache"
+
     @Flag(name: .long, help: "Check the rule file, print every error and exit (non-zero on errors).")
     var check = false
 
@@ -44,6 +56,13 @@ struct SplitmilterCommand: ParsableCommand {
         guard UInt32(socketMode, radix: 8).map({ $0 <= 0o777 }) == true else {
             throw ValidationError("--socket-mode must be an octal mode such as 0660")
         }
+        guard NoReplyMode(rawValue: noReply) != nil else {
+            throw ValidationError("--no-reply must be one of auto, on, off")
+        }
+        if let dnsServer, ResolverDNS(serverSpec: dnsServer) == nil {
+            throw ValidationError("--dns-server must be an IPv4 address with an optional :PORT")
+        }
+        guard spfRefresh >= 0 else { throw ValidationError("--spf-refresh must be 0 or more seconds") }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of debug, info, warning, error")
         }
@@ -80,7 +99,11 @@ struct SplitmilterCommand: ParsableCommand {
             socket: try parsedSocket(),
             socketMode: UInt32(socketMode, radix: 8) ?? 0o660,
             socketGroup: socketGroup,
-            instance: instance ?? HostName.current
+            instance: instance ?? HostName.current,
+            noReply: NoReplyMode(rawValue: noReply) ?? .auto,
+            dnsServer: dnsServer.flatMap(ResolverDNS.init(serverSpec:)),
+            spfRefresh: spfRefresh,
+            spfCache: spfCache.isEmpty ? nil : spfCache
         )
         let status = Daemon.run(options, logger: Logger(label: "splitmilter"))
         if status != 0 { throw ExitCode(status) }

@@ -113,3 +113,26 @@ public enum Verdict: Sendable, Hashable {
     case reject(SMTPReply, because: String)
     case tempfail(SMTPReply, because: String)
 }
+
+/// The cache file of resolved `spf:` sources: one line per domain, `DOMAIN NETWORK…`, `#` comments.
+/// It lets the daemon start with the last good lists when DNS is down.
+extension ProviderNetworks {
+    public var cacheText: String {
+        var text = "# splitmilter: networks of spf: sources, last resolved successfully\n"
+        for domain in networks.keys.sorted() {
+            text += ([domain] + (networks[domain] ?? []).map(\.description)).joined(separator: " ") + "\n"
+        }
+        return text
+    }
+
+    /// Parses `cacheText`; lines that do not parse are skipped (the cache is only a fallback).
+    public static func parseCache(_ bytes: [UInt8]) -> ProviderNetworks {
+        var result: [String: [IPNetwork]] = [:]
+        forEachLine(bytes) { line, _ in
+            let lineWords = words(of: line).map(\.text)
+            guard let domain = lineWords.first, DomainName.problem(in: Array(domain.utf8)) == nil else { return }
+            result[domain.lowercased()] = lineWords.dropFirst().compactMap(IPNetwork.init)
+        }
+        return ProviderNetworks(result)
+    }
+}

@@ -1,0 +1,139 @@
+/// Keeps the networks of `spf:` sources current: resolves them at start, refreshes them on a
+/// schedule and on SIGUSR1, keeps the last good list of a domain whose lookup fails, logs what
+/// changed, and writes every good result to a cache file.
+///
+/// Start-up with DNS down is an explicit choice: a domain that cannot be resolved is taken from
+/// the cache file; a domain in neither makes the daemon refuse to start (`start` throws), because
+/// running without it would refuse the provider's mail with 4xx for as long as DNS stays down.
+
+import Glibc
+import Logging
+import SplitCore
+import SplitSystem
+import Synchronization
+
+final class ProviderRefresher: Sendable {
+    let dns: ResolverDNS
+    let interval: Int
+    let cachePath: String?
+    /// Serialises refreshes: the schedule thread and a SIGUSR1 reload may ask at the same time.
+    private let refreshing = Mutex(())
+
+    init(dns: ResolverDNS, interval: Int, cachePath: String?) {
+        self.dns = dns
+        self.interval = interval
+        self.cachePath = cachePath
+    }
+
+    struct StartError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Resolves every domain the rules name; falls back to the cache; throws if a domain has neither.
+    func start(logger: Logger) throws {
+        let domains = runtime.currentRules.spfDomains
+        guard !domains.isEmpty else { return }
+        let cached = readCache(logger: logger)
+        let resolution = ProviderResolution.resolve(domains, dns: dns)
+        var networks = resolution.networks.networks
+        var missing: [String] = []
+        for (domain, problem) in resolution.failures.sorted(by: { $0.key < $1.key }) {
+            if let fallback = cached.networks[domain] {
+                logger.warning("spf:\(domain): \(problem); using the cached list (\(fallback.count) networks)")
+                networks[domain] = fallback
+            } else {
+                logger.error("spf:\(domain): \(problem); no cached list in \(cachePath ?? "(no cache file)")")
+                missing.append(domain)
+            }
+        }
+        guard missing.isEmpty else {
+            throw StartError(
+                description: "cannot start: no allowed-client list for spf:\(missing.joined(separator: ", spf:"))")
+        }
+        for domain in resolution.networks.networks.keys.sorted() {
+            logger.info("spf:\(domain): \(networks[domain]?.count ?? 0) networks")
+        }
+        runtime.replaceProviders(ProviderNetworks(networks))
+        writeCache(logger: logger)
+    }
+
+    /// Starts the refresh thread (call after the signals are blocked).
+    func runSchedule() {
+        guard interval > 0 else { return }
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { argument in
+            guard let argument else { return nil }
+            let refresher = Unmanaged<ProviderRefresher>.fromOpaque(argument).takeRetainedValue()
+            while true {
+                var request = timespec(tv_sec: refresher.interval, tv_nsec: 0)
+                var remaining = timespec()
+                while nanosleep(&request, &remaining) != 0, errno == EINTR { request = remaining }
+                refresher.refresh()
+            }
+        }, box)
+        if rc == 0 {
+            pthread_detach(thread)
+        } else {
+            Unmanaged<ProviderRefresher>.fromOpaque(box).release()
+            runtime.logger.error("cannot start the spf refresh thread: error \(rc)")
+        }
+    }
+
+    /// Resolves every `spf:` domain of the current rules once, keeping the last good list on failure.
+    func refresh() {
+        refreshing.withLock { _ in
+            let logger = runtime.logger
+            let domains = runtime.currentRules.spfDomains
+            let old = runtime.providers.networks
+            let resolution = ProviderResolution.resolve(domains, dns: dns)
+            var networks: [String: [IPNetwork]] = [:]
+            for domain in domains {
+                if let fresh = resolution.networks.networks[domain] {
+                    networks[domain] = fresh
+                    logChanges(domain, from: old[domain], to: fresh, logger: logger)
+                } else if let kept = old[domain] {
+                    networks[domain] = kept
+                    logger.warning(
+                        "spf:\(domain): \(resolution.failures[domain] ?? "failed"); keeping the last good list (\(kept.count) networks)")
+                } else {
+                    logger.error("spf:\(domain): \(resolution.failures[domain] ?? "failed"); no list yet")
+                }
+            }
+            runtime.replaceProviders(ProviderNetworks(networks))
+            writeCache(logger: logger)
+        }
+    }
+
+    func logChanges(_ domain: String, from old: [IPNetwork]?, to new: [IPNetwork], logger: Logger) {
+        guard let old else {
+            logger.info("spf:\(domain): \(new.count) networks")
+            return
+        }
+        let added = new.filter { !old.contains($0) }
+        let removed = old.filter { !new.contains($0) }
+        guard !added.isEmpty || !removed.isEmpty else { return }
+        logger.info(
+            "spf:\(domain): changed: added \(added.map(\.description).joined(separator: " ")) removed \(removed.map(\.description).joined(separator: " "))"
+        )
+    }
+
+    func readCache(logger: Logger) -> ProviderNetworks {
+        guard let cachePath else { return .empty }
+        do {
+            return ProviderNetworks.parseCache(try DiskRuleSource().contents(of: cachePath))
+        } catch {
+            logger.info("spf cache \(cachePath): \(error)")
+            return .empty
+        }
+    }
+
+    func writeCache(logger: Logger) {
+        guard let cachePath else { return }
+        do {
+            try AtomicFile.write(runtime.providers.cacheText, to: cachePath)
+        } catch {
+            logger.warning("cannot write spf cache \(cachePath): \(error)")
+        }
+    }
+}
