@@ -96,6 +96,35 @@ inst_kill() {
     return $rc
 }
 
+# inst_signal NAME SIGNAL [TIMEOUT]: send SIGNAL (TERM, HUP, KILL, ...) to NAME, then inst_reap.
+inst_signal() {
+    local pid=${INST_PIDS[$1]:-}
+    INST_STATUS=
+    [[ -n $pid ]] || { inst_say "inst_signal: no process named $1"; return 1; }
+    kill -"$2" "$pid" 2>/dev/null
+    inst_reap "$1" "${3:-8}"
+}
+
+# inst_reap NAME [TIMEOUT]: wait up to TIMEOUT s (default 8) for NAME to exit; then reap it and
+# set INST_STATUS to its exit status (128+N when signal N killed it). Returns 1, leaving it to the
+# cleanup trap, if it still runs.
+inst_reap() {
+    local name=$1 timeout=${2:-8} pid=${INST_PIDS[$1]:-}
+    INST_STATUS=
+    [[ -n $pid ]] || { inst_say "inst_reap: no process named $name"; return 1; }
+    local deadline=$((SECONDS + timeout))
+    # stderr to /dev/null throughout: bash may reap the child while this loop runs a command and
+    # then prints "PID Killed ..." for a job that a signal ended, which is the expected outcome here.
+    {
+        while inst_alive "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
+        inst_alive "$pid" && return 1
+        wait "$pid"
+        # shellcheck disable=SC2034 # the caller's output
+        INST_STATUS=$?
+    } 2>/dev/null
+    unset "INST_PIDS[$name]"
+}
+
 # inst_cleanup: the EXIT trap. Stops Postfix instances, then all spawned processes (in parallel:
 # each daemon may take ~5 s to honour SIGTERM), then removes the scratch root unless KEEP=1.
 inst_cleanup() {
@@ -445,33 +474,54 @@ sink_rcpts() {
 # milter_start NAME RULES SOCKET_PATH: run "$SPLITMILTER" on unix:SOCKET_PATH, group postfix
 # (Postfix connects as postfix), log to ROOT/logs/NAME.log; wait until it listens.
 milter_start() {
-    local name=$1 rules=$2 sock=$3
-    local log=$INST_ROOT/logs/$name.log
+    milter_spawn "$1" "$2" "unix:$3" --socket-mode 0660 --socket-group postfix
+}
+
+# milter_spawn NAME RULES SOCKET_SPEC [DAEMON OPTION...]: run "$SPLITMILTER" --rules RULES
+# --socket SOCKET_SPEC with the given options in the background, log appended to
+# ROOT/logs/NAME.log; wait until it listens (unix:PATH, local:PATH, inet:PORT@HOST,
+# inet6:PORT@HOST or inet:HOST:PORT; for other specs it only waits 0.5 s and checks it runs).
+milter_spawn() {
+    local name=$1 rules=$2 spec=$3
+    shift 3
+    local log=$INST_ROOT/logs/$name.log listening port
     if [[ ! -x ${SPLITMILTER:-} ]]; then
         inst_say "SPLITMILTER='${SPLITMILTER:-}' is not an executable"
         return 1
     fi
+    case $spec in
+    unix:* | local:*) listening=(inst_unix_listening "${spec#*:}") ;;
+    inet:*@* | inet6:*@*) port=${spec#*:} && listening=(inst_port_busy "${port%@*}") ;;
+    inet:*:*) listening=(inst_port_busy "${spec##*:}") ;;
+    *) listening=(sleep 0.5) ;;
+    esac
     # Append: a restarted daemon keeps the earlier run's log above its own.
-    setsid "$SPLITMILTER" --rules "$rules" --socket "unix:$sock" --socket-mode 0660 --socket-group postfix \
-        </dev/null >>"$log" 2>&1 &
+    setsid "$SPLITMILTER" --rules "$rules" --socket "$spec" "$@" </dev/null >>"$log" 2>&1 &
     INST_PIDS[$name]=$!
     local pid=$!
     local deadline=$((SECONDS + 15))
-    until inst_unix_listening "$sock"; do
+    until "${listening[@]}"; do
         if ! inst_alive "$pid"; then
             wait "$pid" 2>/dev/null
-            inst_say "splitmilter $name exited (status $?) before listening on $sock"
+            inst_say "splitmilter $name exited (status $?) before listening on $spec"
             inst_tail "$log" 20 >&2
             unset "INST_PIDS[$name]"
             return 1
         fi
         if ((SECONDS >= deadline)); then
-            inst_say "splitmilter $name not listening on $sock after 15s"
+            inst_say "splitmilter $name not listening on $spec after 15s"
             inst_tail "$log" 20 >&2
             return 1
         fi
         sleep 0.05
     done
+    if ! inst_alive "$pid"; then
+        wait "$pid" 2>/dev/null
+        inst_say "splitmilter $name exited (status $?) right after starting on $spec"
+        inst_tail "$log" 20 >&2
+        unset "INST_PIDS[$name]"
+        return 1
+    fi
 }
 
 # milter_stop NAME [GRACE]: SIGTERM (libmilter takes up to ~5 s), SIGKILL after GRACE (6) s.
