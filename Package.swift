@@ -42,5 +42,8 @@ let package = Package(
         .testTarget(name: "SplitCoreTests", dependencies: ["SplitCore"]),
         .testTarget(name: "SplitSystemTests", dependencies: ["SplitSystem", "SplitCore"]),
         .testTarget(name: "MilterProtocolTests", dependencies: ["MilterProtocol"]),
+        // The built milter-test and splitmilter as an administrator runs them: golden explain cases,
+        // send against the daemon and opendkim, bench, the README's examples.
+        .testTarget(name: "MilterTestTests", dependencies: ["MilterProtocol", "MilterClient"]),
     ]
 )

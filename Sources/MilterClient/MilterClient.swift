@@ -31,6 +31,35 @@ public enum MilterClient {
         transcript.failure = transcript.failure.map { "milter \(endpoint): \($0)" }
         return transcript
     }
+
+    /// Runs one session that carries several messages (see `Conversation.run(messages:…)`),
+    /// handing each message's transcript to `finished` as soon as it is done. A connection
+    /// that cannot be made fails every message.
+    public static func run(
+        messages transactions: [Transaction],
+        endpoint: MilterEndpoint,
+        timeout: Double = 30,
+        offer: Negotiation = .postfixOffer,
+        finished: (Int, Transcript) -> Void = { _, _ in }
+    ) -> [Transcript] {
+        let named = { (transcript: Transcript) -> Transcript in
+            var named = transcript
+            named.failure = named.failure.map { "milter \(endpoint): \($0)" }
+            return named
+        }
+        do {
+            let channel = try SocketChannel(connectingTo: endpoint, timeout: timeout)
+            return Conversation.run(messages: transactions, over: channel, offer: offer) { index, transcript in
+                finished(index, named(transcript))
+            }.map(named)
+        } catch {
+            var failed = Transcript(offer: offer)
+            failed.failure = String(describing: error)
+            let all = transactions.map { _ in named(failed) }
+            for (index, transcript) in all.enumerated() { finished(index, transcript) }
+            return all
+        }
+    }
 }
 
 extension Transcript {

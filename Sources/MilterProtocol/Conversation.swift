@@ -17,6 +17,10 @@
 ///
 /// Errors (a malformed frame, an answer that does not fit, a broken channel) end the
 /// session; they land in `Transcript.failure`, and the steps done so far stay recorded.
+///
+/// One connection may carry several messages (`run(messages:…)`), as one SMTP session does:
+/// negotiate, connect and helo once, then each message's mail…eom, with SMFIC_ABORT between
+/// messages (Postfix's `mail_reset` sends it after every transaction, finished or not).
 
 /// Carries whole frames to and from one milter.
 public protocol FrameChannel {
@@ -31,7 +35,8 @@ public struct Conversation<Channel: FrameChannel> {
     public static var maximumResponsesPerStep: Int { 100_000 }
 
     private var channel: Channel
-    private let transaction: Transaction
+    /// The message being told; connection-level values come from the first one.
+    private var transaction: Transaction
     private var transcript: Transcript
     private var actions: Actions = []
     private var steps: ProtocolSteps = []
@@ -58,6 +63,75 @@ public struct Conversation<Channel: FrameChannel> {
         return conversation.transcript
     }
 
+    /// Runs one session that carries `transactions` one after the other, and hands each
+    /// message's transcript to `finished` as soon as that message is done (so a caller can
+    /// time it). The connection-level values (client, HELO, connect macros) are the first
+    /// transaction's. The first transcript holds the negotiation, connect and helo steps;
+    /// every transcript holds the negotiation result; the last one holds quit.
+    ///
+    /// When the connection is accepted or refused before any message (at connect or helo),
+    /// every message gets that verdict without being sent, as Postfix keeps a connection-level
+    /// answer for the whole SMTP session. When the session fails, the message it failed in
+    /// and every later one carry the failure.
+    ///
+    /// - Returns: one transcript per transaction, in order.
+    public static func run(
+        messages transactions: [Transaction],
+        over channel: Channel,
+        offer: Negotiation = .postfixOffer,
+        finished: (Int, Transcript) -> Void = { _, _ in }
+    ) -> [Transcript] {
+        guard let first = transactions.first else { return [] }
+        var conversation = Conversation(channel: channel, transaction: first, transcript: Transcript(offer: offer))
+        var done: [Transcript] = []
+        func finish(_ transcript: Transcript) {
+            finished(done.count, transcript)
+            done.append(transcript)
+        }
+        do {
+            if let refusal = try conversation.openConnection() {
+                conversation.close(after: refusal)
+                let refused = conversation.transcript
+                finish(refused)
+                while done.count < transactions.count {
+                    var unsent = Transcript(offer: offer)
+                    unsent.negotiated = refused.negotiated
+                    unsent.verdict = refused.verdict
+                    let why = refused.reason ?? refused.verdict?.rawValue ?? "no verdict"
+                    unsent.reason = "not sent: the connection ended with \(why)"
+                    finish(unsent)
+                }
+                return done
+            }
+            for (index, transaction) in transactions.enumerated() {
+                if index > 0 {
+                    var next = Transcript(offer: offer)
+                    next.negotiated = conversation.transcript.negotiated
+                    conversation.transcript = next
+                    conversation.transaction = transaction
+                }
+                let ending = try conversation.mailTransaction()
+                if index == transactions.count - 1 {
+                    conversation.close(after: ending)
+                } else {
+                    conversation.reset(after: ending)
+                }
+                finish(conversation.transcript)
+            }
+        } catch {
+            conversation.transcript.failure = String(describing: error)
+            let failed = conversation.transcript
+            finish(failed)
+            while done.count < transactions.count {
+                var unsent = Transcript(offer: offer)
+                unsent.negotiated = failed.negotiated
+                unsent.failure = "not sent: the session failed in an earlier message: \(error)"
+                finish(unsent)
+            }
+        }
+        return done
+    }
+
     private init(channel: Channel, transaction: Transaction, transcript: Transcript) {
         self.channel = channel
         self.transaction = transaction
@@ -75,6 +149,13 @@ public struct Conversation<Channel: FrameChannel> {
     // MARK: Stages
 
     private mutating func session() throws -> Ending {
+        if let ending = try openConnection() { return ending }
+        return try mailTransaction()
+    }
+
+    /// Negotiate, connect, helo: nil when the connection may carry messages, otherwise how
+    /// it ends before any.
+    private mutating func openConnection() throws -> Ending? {
         try negotiate()
 
         let connect = try event(
@@ -93,9 +174,7 @@ public struct Conversation<Channel: FrameChannel> {
             notSent: .noHelo,
             noReply: .noReplyHelo
         )
-        if let ending = try decide(helo, after: .helo, inTransaction: false) { return ending }
-
-        return try mailTransaction()
+        return try decide(helo, after: .helo, inTransaction: false)
     }
 
     private mutating func mailTransaction() throws -> Ending {
@@ -205,6 +284,19 @@ public struct Conversation<Channel: FrameChannel> {
             try tell(.quit, as: .quit)
         } catch {
             transcript.warnings.append("closing the session: \(error)")
+        }
+    }
+
+    /// Ends one message of several: records its verdict and sends SMFIC_ABORT, as Postfix
+    /// does after every transaction, so the milter starts the next one clean. The verdict
+    /// stands if that write fails; the next message then meets the broken channel.
+    private mutating func reset(after ending: Ending) {
+        transcript.verdict = ending.verdict
+        transcript.reason = ending.reason
+        do {
+            try tell(.abort, as: .abort)
+        } catch {
+            transcript.warnings.append("resetting for the next message: \(error)")
         }
     }
 

@@ -8,7 +8,7 @@ struct MilterTest: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "milter-test",
         abstract: "Check splitmilter rules, explain them, and talk to any milter.",
-        subcommands: [Check.self, Explain.self, Send.self]
+        subcommands: [Check.self, Explain.self, Send.self, Bench.self]
     )
 
     /// Like ArgumentParser's `main()`, except that usage errors exit with 2 (as `check` and `send`
