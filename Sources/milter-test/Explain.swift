@@ -64,19 +64,11 @@ extension MilterTest {
             for (domain, problem) in providers.failures.sorted(by: { $0.key < $1.key }) {
                 print("spf:\(domain): \(problem)", to: &standardError)
             }
-            var plan = MessagePlan()
-            plan.carriesMarker = marked
-            var decisions: [RecipientDecision] = []
-            for recipient in recipients {
-                let raw = recipient.hasPrefix("<") ? recipient : "<\(recipient)>"
-                let decision = ruleSet.decide(
-                    recipient: raw, parameters: recipientParameters, client: context, providers: providers.networks)
-                decisions.append(decision)
-                // The daemon records only the recipients it lets through; refused ones never reach EOM.
-                if decision.verdict == .accept { _ = plan.record(decision) }
-            }
-            let explanation = Explanation(
-                decisions: decisions, plan: plan, marker: CopyMarker(instance: instance ?? HostName.current))
+            let explanation = Explanation.predict(
+                ruleSet: ruleSet,
+                recipients: recipients.map { (raw: $0.hasPrefix("<") ? $0 : "<\($0)>", parameters: recipientParameters) },
+                client: context, providers: providers.networks, marked: marked,
+                marker: CopyMarker(instance: instance ?? HostName.current))
             print(json ? try explanation.json() : explanation.text, terminator: "")
         }
     }

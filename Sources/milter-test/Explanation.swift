@@ -89,3 +89,24 @@ struct Explanation {
         return String(decoding: try encoder.encode(document), as: UTF8.self) + "\n"
     }
 }
+
+extension Explanation {
+    /// What the daemon's engine does with one envelope, as `explain` runs it: `RuleSet.decide`
+    /// for each recipient in order, only accepted recipients recorded in the plan (refused ones
+    /// never reach end of message), then `MessagePlan.edits` with the instance's marker.
+    static func predict(
+        ruleSet: RuleSet, recipients: [(raw: String, parameters: [String])], client: ClientContext,
+        providers: ProviderNetworks, marked: Bool, marker: CopyMarker
+    ) -> Explanation {
+        var plan = MessagePlan()
+        plan.carriesMarker = marked
+        var decisions: [RecipientDecision] = []
+        for recipient in recipients {
+            let decision = ruleSet.decide(
+                recipient: recipient.raw, parameters: recipient.parameters, client: client, providers: providers)
+            decisions.append(decision)
+            if decision.verdict == .accept { _ = plan.record(decision) }
+        }
+        return Explanation(decisions: decisions, plan: plan, marker: marker)
+    }
+}

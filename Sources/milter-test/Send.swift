@@ -28,7 +28,7 @@ extension MilterTest {
                 queue ID i is sent only when given, from the second rcpt on, as Postfix does.
 
                 Exit status: 0 accept (or continue), 1 reject, 3 tempfail, 4 discard, \
-                5 protocol or connection error, 64 usage (ArgumentParser's EX_USAGE).
+                5 protocol or connection error, 2 usage.
                 """
         )
 
