@@ -298,9 +298,8 @@ enum SendJSON {
         }
     }
 
-    /// Every modification in `explain`'s form: `del-rcpt <a@b>`, `add-rcpt <a@b> ARGS`,
-    /// `add-header Name: value`. The address of an add is bracketed here, so a milter that sent
-    /// brackets itself shows up as `<<a@b>>` and fails the comparison.
+    /// Every modification in `explain`'s form: `del-rcpt <a@b>` (the recipient exactly as received),
+    /// `add-rcpt a@b ARGS` (the address exactly as sent), `add-header Name: value`.
     static func modificationsInExplainForm(_ transcript: [String: Any]) -> [String] {
         let steps = transcript["steps"] as? [[String: Any]] ?? []
         return steps.flatMap { step in
@@ -310,7 +309,7 @@ enum SendJSON {
                 let arguments = modification["arguments"] as? [String] ?? []
                 switch action {
                 case "del-rcpt": return "del-rcpt \(address)"
-                case "add-rcpt": return (["add-rcpt <\(address)>"] + arguments).joined(separator: " ")
+                case "add-rcpt": return (["add-rcpt \(address)"] + arguments).joined(separator: " ")
                 case "add-header":
                     return
                         "add-header \(modification["name"] as? String ?? ""): \(modification["value"] as? String ?? "")"

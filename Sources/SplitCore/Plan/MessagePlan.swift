@@ -22,7 +22,7 @@ public enum EnvelopeEdit: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .deleteRecipient(let rcpt): "del-rcpt \(rcpt)"
-        case .addRecipient(let rcpt, let parameters): "add-rcpt <\(rcpt)> \(parameters)"
+        case .addRecipient(let rcpt, let parameters): "add-rcpt \(rcpt) \(parameters)"
         case .addHeader(let name, let value): "add-header \(name): \(value)"
         }
     }
