@@ -76,38 +76,39 @@ public struct RuleSet: Sendable {
     /// Every file read to build this set (rule files and list files), in reading order.
     public let files: [String]
     public let trust: TrustPolicy
+    /// The distinct sections, in file order.
+    public let domains: [DomainRules]
+    /// True when some rule adds copies: the daemon then needs SMFIF_ADDRCPT_PAR and the marker header.
+    public let makesCopies: Bool
+    /// True when some rule rewrites recipients: the daemon then needs SMFIF_DELRCPT.
+    public let rewrites: Bool
+    /// True when some recipient can be refused at RCPT: the daemon must then answer every RCPT.
+    public let checksRecipients: Bool
+    /// Every domain named in an `spf:` source, for the daemon to resolve and refresh.
+    public let spfDomains: [String]
 
     public static let empty = RuleSet(exact: [:], subdomains: [:], files: [], trust: .default)
 
-    /// True when some recipient can be refused at RCPT: the daemon must then answer every RCPT.
-    public var checksRecipients: Bool {
-        domains.contains { $0.guards.isActive || $0.users.values.contains { $0.allowClients != nil } }
-    }
-
-    /// Every domain named in an `spf:` source, for the daemon to resolve and refresh.
-    public var spfDomains: [String] {
+    /// The summary properties are computed here once: the daemon reads them per connection.
+    init(exact: [String: DomainRules], subdomains: [String: DomainRules], files: [String], trust: TrustPolicy) {
+        self.exact = exact
+        self.subdomains = subdomains
+        self.files = files
+        self.trust = trust
+        var seen = Set<SourceLocation>()
+        let domains = (Array(exact.values) + Array(subdomains.values))
+            .filter { seen.insert($0.location).inserted }
+            .sorted { $0.location < $1.location }
+        self.domains = domains
+        makesCopies = domains.contains { $0.copy != nil || $0.users.values.contains { $0.copy != nil } }
+        rewrites = domains.contains { $0.rewrite != nil || $0.users.values.contains { $0.rewrite != nil } }
+        checksRecipients = domains.contains {
+            $0.guards.isActive || $0.users.values.contains { $0.allowClients != nil }
+        }
         var lists = domains.compactMap(\.guards.allowClients)
         lists += domains.flatMap { $0.users.values.compactMap(\.allowClients) }
         if let trusted = trust.networks { lists.append(trusted) }
-        return Array(Set(lists.flatMap(\.spfDomains))).sorted()
-    }
-
-    /// The distinct sections, in file order.
-    public var domains: [DomainRules] {
-        var seen = Set<SourceLocation>()
-        return (Array(exact.values) + Array(subdomains.values))
-            .filter { seen.insert($0.location).inserted }
-            .sorted { $0.location < $1.location }
-    }
-
-    /// True when some rule adds copies: the daemon then needs SMFIF_ADDRCPT_PAR and the marker header.
-    public var makesCopies: Bool {
-        domains.contains { $0.copy != nil || $0.users.values.contains { $0.copy != nil } }
-    }
-
-    /// True when some rule rewrites recipients: the daemon then needs SMFIF_DELRCPT.
-    public var rewrites: Bool {
-        domains.contains { $0.rewrite != nil || $0.users.values.contains { $0.rewrite != nil } }
+        spfDomains = Array(Set(lists.flatMap(\.spfDomains))).sorted()
     }
 
     /// Counts for `check`'s summary line.
