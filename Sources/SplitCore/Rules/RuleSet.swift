@@ -111,15 +111,18 @@ public struct RuleSet: Sendable {
         spfDomains = Array(Set(lists.flatMap(\.spfDomains))).sorted()
     }
 
-    /// Counts for `check`'s summary line.
+    /// Counts for `check`'s summary line: the users each section names anywhere (user rules,
+    /// only/except, known, allow-any), counted once per section.
     public var userCount: Int {
         domains.reduce(0) { total, domain in
-            var listed = domain.users.count
+            var named = domain.guards.knownUsers ?? []
             switch domain.scope {
             case .everyone: break
-            case .only(let users), .except(let users): listed += users.subtracting(domain.users.keys).count
+            case .only(let users), .except(let users): named.formUnion(users)
             }
-            return total + listed
+            named.formUnion(domain.users.keys)
+            named.formUnion(domain.guards.anyClientUsers)
+            return total + named.count
         }
     }
 
