@@ -126,10 +126,15 @@ public struct RuleSet: Sendable {
         }
     }
 
+    /// Copy, rewrite, known and allow-clients rules, domain-wide and per user.
     public var ruleCount: Int {
-        domains.reduce(0) { total, domain in
-            total + (domain.copy == nil ? 0 : 1) + (domain.rewrite == nil ? 0 : 1)
-                + domain.users.values.reduce(0) { $0 + ($1.copy == nil ? 0 : 1) + ($1.rewrite == nil ? 0 : 1) }
+        func count(_ present: Bool...) -> Int { present.filter { $0 }.count }
+        return domains.reduce(0) { total, domain in
+            total + count(domain.copy != nil, domain.rewrite != nil, domain.guards.knownUsers != nil,
+                domain.guards.allowClients != nil)
+                + domain.users.values.reduce(0) {
+                    $0 + count($1.copy != nil, $1.rewrite != nil, $1.allowClients != nil)
+                }
         }
     }
 
