@@ -5,15 +5,25 @@
 # each with its own splitmilter daemon and rule file (-o smtpd_milters=...), so the daemons are
 # started once and stopped together at the end. smtp-sink processes play Google, a Google that
 # rejects everything, and the primary MX of example.net. Scenario e adds a second private Postfix
-# as the sending MTA; scenario g a second listener whose milter is on inet:127.0.0.1. Scenarios:
+# as the sending MTA; scenario g a second listener whose milter is on inet:127.0.0.1; scenario l a
+# dnsmasq on 127.0.0.53 and a second daemon that refreshes on a schedule; scenario m has no
+# listener (it runs milter-test explain). Clients of j, k, l come from 127.0.0.2-5 (swaks
+# --local-interface); scenario j's listener offers SASL PLAIN (fixtures/fake-dovecot-auth.pl).
+# Scenarios:
 #   a  split delivery             b  dual delivery (only-list, alias, per-user copy)
 #   c  secondary MX (rewrite)     d  the copy is rejected: no bounce to the sender
 #   e  milter down: 4xx, then Postfix's own retry   f  custom delivery agent via pipe(8)
 #   g  --socket: mode and group, live / stale / non-socket paths, inet:
 #   h  SIGUSR1 reloads the rules (a broken file keeps the old ones); SIGTERM and SIGHUP stop it
 #   i  hostile local parts through Postfix: delivered, never copied, logged; the daemon carries on
+#   j  allow-clients: per-client verdicts at RCPT, allow-any, trusted-networks, SASL login
+#   k  known users: unknown ones refused at RCPT, no bounce queued
+#   l  spf: sources from a real DNS server: include chain, loop, change + SIGUSR1, DNS down, the
+#      cache at restart, the refresh schedule
+#   m  milter-test explain --client: the guard verdict and why
 #
-# Environment: SPLITMILTER  the daemon binary (default: `swift build --show-bin-path`/splitmilter)
+# Environment: SPLITMILTER  the daemon binary (default: `swift build --show-bin-path`/splitmilter);
+#                           milter-test is taken from the same directory (scenario m)
 #              KEEP=1       keep the scratch directory (its path is printed)
 #              VERBOSE=1    print every check, not only the failing ones
 # The last line of output is "e2e: N passed, M failed" (N, M count scenarios); exit 1 if M > 0.
@@ -25,7 +35,7 @@ REPO=$(cd -- "$HERE/../.." && pwd)
 # shellcheck source=scripts/lib/instance.sh
 source "$REPO/scripts/lib/instance.sh"
 
-ALL_SCENARIOS=(a b c d e f g h i)
+ALL_SCENARIOS=(a b c d e f g h i j k l m)
 declare -A TITLE=(
     [a]="split delivery: local mailbox + one copy at Google, except dave"
     [b]="dual delivery: only alice bob carol, allie (alias of alice) copies to alice"
@@ -36,9 +46,14 @@ declare -A TITLE=(
     [g]="sockets: mode and group; a live socket is kept, a stale one replaced, a file refused; inet:"
     [h]="SIGUSR1 reloads the rules, a broken file keeps the old ones; SIGTERM and SIGHUP stop it"
     [i]="hostile local parts: delivered, no copy, a warning; the daemon keeps serving"
+    [j]="allowed clients: 127.0.0.2 may send to cache.example, 127.0.0.3 gets 550 5.7.1 per recipient"
+    [k]="known users: mallory gets 550 5.1.1 at RCPT, alice and bob are delivered, no bounce"
+    [l]="spf: sources from dnsmasq: the allowed set follows the record, survives DNS down and a restart"
+    [m]="milter-test explain --client: reject and accept, with the reason"
 )
 declare -A RULES=([a]=split.rules [b]=dual.rules [c]=secondary-mx.rules [d]=bounce.rules [e]=split.rules
-    [f]=mda.rules [g]=split.rules [h]=reload.rules [i]=split.rules)
+    [f]=mda.rules [g]=split.rules [h]=reload.rules [i]=split.rules [j]=guard.rules [k]=known.rules
+    [l]=provider.rules [m]=provider.rules)
 
 # ---------------------------------------------------------------------------------------------
 # Checks
@@ -71,6 +86,7 @@ fail() {
     for log in "$R/logs/milter-$SCENARIO".log "$R/logs/milter-$SCENARIO"-*.log; do
         [[ -e $log ]] && inst_tail "$log" 15
     done
+    if [[ $SCENARIO == [lm] ]]; then inst_tail "$R/logs/dns.log" 10; fi
 }
 
 ok() { [[ ${VERBOSE:-0} == 1 ]] && say "  ok   $1"; return 0; }
@@ -161,24 +177,44 @@ need() {
 setup() {
     inst_init splitmilter-e2e || return 1
     R=$INST_ROOT
-    # Ports: listeners a..i, then the sinks, the sending instance, scenario g's inet listener and
-    # the port of its milter.
+    # Ports: listeners a..m, then the sinks, the sending instance, scenario g's inet listener and
+    # the port of its milter, scenario l's second listener, scenario k's listener without a milter
+    # and the DNS server's port (on 127.0.0.53).
     local n=${#ALL_SCENARIOS[@]}
-    inst_pick_ports $((n + 6)) 20000 29999 || return 1
+    inst_pick_ports $((n + 9)) 20000 29999 || return 1
     local b=$INST_PORT_BASE i=0 s
     declare -gA PORT=()
     for s in "${ALL_SCENARIOS[@]}"; do PORT[$s]=$((b + i)); i=$((i + 1)); done
     GOOGLE_PORT=$((b + n)) GOOGLE_DOWN_PORT=$((b + n + 1)) PRIMARY_PORT=$((b + n + 2))
     SENDER_PORT=$((b + n + 3)) G_INET_PORT=$((b + n + 4)) G_MILTER_PORT=$((b + n + 5))
+    L_SCHED_PORT=$((b + n + 6)) PLAIN_PORT=$((b + n + 7)) DNS_PORT=$((b + n + 8))
+    DNS_SPEC=$DNS_ADDR:$DNS_PORT
 
     pf_init "$R" mx.e2e.test || return 1
     pf_split_mx "$R" "$R/splitmilter.sock" "$GOOGLE_PORT" "$PRIMARY_PORT" \
         "gapps-down.example.org smtp:[127.0.0.1]:$GOOGLE_DOWN_PORT" || return 1
+    guarded_domains || return 1
+    if selected j; then
+        # Scenario j's clients may log in: SASL PLAIN through Postfix's dovecot client, answered by
+        # the test's auth server (user carol, password e2e-secret).
+        LISTEN_OPTS[j]+=" -o smtpd_sasl_auth_enable=yes -o smtpd_sasl_type=dovecot -o smtpd_sasl_path=$R/auth.sock"
+        inst_spawn sasl "$R/logs/sasl.log" perl "$HERE/fixtures/fake-dovecot-auth.pl" "$R/auth.sock" carol e2e-secret
+        inst_wait 10 "the SASL server's socket $R/auth.sock" test -S "$R/auth.sock" || return 1
+    fi
     for s in "${SELECTED[@]}"; do
-        pf_listen "$R" "${PORT[$s]}" -o "smtpd_milters=unix:$R/milter-$s.sock" || return 1
+        has_listener "$s" || continue
+        pf_listen "$R" "${PORT[$s]}" -o "smtpd_milters=unix:$R/milter-$s.sock" "${LISTEN_OPTS[$s]:-}" || return 1
     done
     if selected g; then
         pf_listen "$R" "$G_INET_PORT" -o "smtpd_milters=inet:127.0.0.1:$G_MILTER_PORT" || return 1
+    fi
+    if selected k; then
+        pf_listen "$R" "$PLAIN_PORT" -o "smtpd_milters=" "${LISTEN_OPTS[k]}" || return 1
+    fi
+    if selected l; then
+        pf_listen "$R" "$L_SCHED_PORT" -o "smtpd_milters=unix:$R/milter-l-sched.sock" "${LISTEN_OPTS[l]}" || return 1
+        # The daemons of scenario l resolve spf:provider.example when they start.
+        dns_serve 127.0.0.2 || return 1
     fi
     if selected i; then hostile_mailboxes || return 1; fi
 
@@ -198,17 +234,39 @@ setup() {
     sink_start google "$GOOGLE_PORT" || return 1
     sink_start google-down "$GOOGLE_DOWN_PORT" -f RCPT -B "550 5.1.1 No such user here" || return 1
     sink_start primary "$PRIMARY_PORT" || return 1
-    for s in "${SELECTED[@]}"; do start_milter "$s" || return 1; done
+    for s in "${SELECTED[@]}"; do
+        has_listener "$s" || continue
+        start_milter "$s" || return 1
+    done
 
     pf_start "$R" || return 1
     if [[ -d $R/sender ]]; then
         pf_start "$R/sender" || return 1
         inst_wait_port "$SENDER_PORT" 10 || return 1
     fi
-    for s in "${SELECTED[@]}"; do inst_wait_port "${PORT[$s]}" 10 || return 1; done
+    for s in "${SELECTED[@]}"; do
+        has_listener "$s" || continue
+        inst_wait_port "${PORT[$s]}" 10 || return 1
+    done
 }
 
 selected() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
+# has_listener SCENARIO: the scenario has its own smtpd listener and daemon (m runs milter-test only).
+has_listener() { [[ $1 != m ]]; }
+
+# The clients of scenarios j, k, l come from 127.0.0.2-5, which /etc/hosts may not name: no
+# reverse lookup, so that no DNS outside the box is asked (or waited for).
+declare -A LISTEN_OPTS=([j]="-o smtpd_peername_lookup=no" [k]="-o smtpd_peername_lookup=no"
+    [l]="-o smtpd_peername_lookup=no")
+
+# guarded_domains: cache.example and users.example (scenarios j, k, l) are virtual alias domains
+# whose every user Postfix accepts (a catch-all to the same user @example.org): a recipient
+# refused there is refused by the milter alone. Without the milter, an unknown user would be
+# accepted and bounced later by local(8): the backscatter that `known` prevents (scenario k).
+guarded_domains() {
+    pf_set "$R" "virtual_alias_domains = cache.example, users.example" || return 1
+    printf '%s\n' '@cache.example @example.org' '@users.example @example.org' >>"$R/pf/virtual"
+}
 
 # start_milter SCENARIO: the scenario's daemon on unix:ROOT/milter-SCENARIO.sock.
 start_milter() {
@@ -217,6 +275,9 @@ start_milter() {
     g) # Mode 0620, not the default 0660, so that scenario g sees the option applied.
         milter_spawn milter-g "$HERE/fixtures/${RULES[g]}" "unix:$R/milter-g.sock" \
             --socket-mode 0620 --socket-group postfix ;;
+    l) # Refreshes on SIGUSR1 only; and a second daemon, every 2 s without a signal.
+        start_spf_milter milter-l 0 "$R/spf.cache" &&
+            start_spf_milter milter-l-sched 2 "$R/spf-sched.cache" ;;
     h) # Its rule file is a scratch copy that the scenario rewrites.
         cp -- "$HERE/fixtures/${RULES[h]}" "$R/reload.rules" &&
             milter_start milter-h "$R/reload.rules" "$R/milter-h.sock" ;;
@@ -739,6 +800,323 @@ scenario_i() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Scenarios j, k, l, m: guards at RCPT (allow-clients, known, spf: sources) and explain --client
+
+DNS_ADDR=127.0.0.53
+J_TEXT="mail for cache.example is accepted only through our provider"
+L_TEXT="mail for cache.example is accepted only through provider.example"
+
+# rcpt_reply RCPT: the server's reply to "RCPT TO:<RCPT>" in the last send, as swaks logged it
+# ("250 2.1.5 Ok", "550 5.7.1 ..."). swaks does not pipeline: the reply is the next line.
+rcpt_reply() {
+    awk -v cmd="-> RCPT TO:<$1>" '
+        found { sub(/^<(-|\*\*) +/, ""); print; exit }
+        { line = $0; sub(/^ +/, "", line) }
+        line == cmd { found = 1 }' "$SWAKS_LOG"
+}
+
+# guarded_send CHECK PORT CLIENT accept|reject [TEXT [SWAKS OPTION...]]: one message from CLIENT
+# (swaks binds that 127.x address) to alice@cache.example and bob@example.org, a domain without
+# guards. accept: both are delivered. reject: alice@ gets exactly "550 5.7.1 TEXT" at RCPT and
+# nothing is delivered to her, while bob gets the message all the same. Sets ID.
+guarded_send() {
+    local check=$1 port=$2 client=$3 verdict=$4 text=${5:-}
+    shift $(($# < 5 ? $# : 5))
+    ID=$(msgid "$check")
+    send "$port" sender@example.org alice@cache.example,bob@example.org "$ID" --local-interface "$client" "$@"
+    if [[ $verdict == accept ]]; then
+        expect_match "$check RCPT alice@cache.example from $client: 250" '^250 ' "$(rcpt_reply alice@cache.example)"
+    else
+        expect_eq "$check RCPT alice@cache.example from $client: refused" "550 5.7.1 $text" \
+            "$(rcpt_reply alice@cache.example)"
+    fi
+    expect_match "$check RCPT bob@example.org from $client: 250" '^250 ' "$(rcpt_reply bob@example.org)"
+    expect_queued "$check accepted" || return 1
+    wait_done "$QID"
+    expect_match "$check maillog: the client was $client" "\[${client//./\\.}\]" \
+        "$(pf_log_since "$R" "$MARK" | grep -F " $QID: client=")"
+    expect_eq "$check bob.mbox holds the message once" 1 "$(mbox_count bob "$ID")"
+    if [[ $verdict == accept ]]; then
+        expect_eq "$check alice.mbox holds the message once" 1 "$(mbox_count alice "$ID")"
+    else
+        expect_eq "$check alice.mbox does not have it" 0 "$(mbox_count alice "$ID")"
+        expect_no_match "$check maillog: no delivery to alice" '^to=<alice@' "$(pf_deliveries "$R" "$QID" "$MARK")"
+    fi
+}
+
+# expect_milter_reject CHECK CLIENT RCPT CODE: Postfix logged the milter's refusal of RCPT.
+expect_milter_reject() {
+    expect_match "$1 maillog: Postfix logged the milter's $4 for <$3>" \
+        "milter-reject: RCPT from [^ ]*\[${2//./\\.}\]: ${4//./\\.} .*to=<${3//./\\.}>" "$(pf_log_since "$R" "$MARK")"
+}
+
+# rule_line FIXTURE ERE: the line number of the first line of the fixture matching ERE.
+rule_line() { grep -nE -- "$2" "$HERE/fixtures/$1" | head -n 1 | cut -d: -f1; }
+
+scenario_j() {
+    local p=${PORT[j]} mark rules=$HERE/fixtures/${RULES[j]} line
+    mark=$(daemon_log_mark milter-j)
+    line=$(rule_line "${RULES[j]}" '^ *allow-clients')
+
+    # j1: 127.0.0.2 is cache.example's allowed client; j2: 127.0.0.3 is not: alice@cache.example
+    # is refused with the configured text, bob@example.org in the same transaction goes on.
+    guarded_send j1 "$p" 127.0.0.2 accept
+    guarded_send j2 "$p" 127.0.0.3 reject "$J_TEXT"
+    expect_milter_reject j2 127.0.0.3 alice@cache.example "550 5.7.1"
+    expect_contains "j2 the daemon logged the refusal and why" \
+        "reject: rcpt=<alice@cache.example> 550 5.7.1 $J_TEXT (client 127.0.0.3 not in allow-clients ($rules:$line))" \
+        "$(daemon_log_since milter-j "$mark")"
+
+    # j3: postmaster@cache.example (allow-any) from 127.0.0.3: accepted (postmaster -> root).
+    ID=$(msgid j3)
+    send "$p" sender@example.org postmaster@cache.example "$ID" --local-interface 127.0.0.3
+    expect_queued "j3 postmaster@cache.example from 127.0.0.3 accepted" || return
+    wait_done "$QID"
+    expect_eq "j3 root.mbox (postmaster) holds the message once" 1 "$(mbox_count root "$ID")"
+
+    # j4: 127.0.0.4 is in trusted-networks: it may send to cache.example.
+    guarded_send j4 "$p" 127.0.0.4 accept
+
+    # j5: 127.0.0.5 is neither allowed nor trusted, but it logs in (AUTH PLAIN): Postfix passes
+    # {auth_authen} to the milter, and trust-authenticated (the default) lets the client send.
+    # (trust-authenticated no is covered by the unit tests, GuardTests.)
+    guarded_send j5a "$p" 127.0.0.5 reject "$J_TEXT"
+    guarded_send j5b "$p" 127.0.0.5 accept "" --auth PLAIN --auth-user carol --auth-password e2e-secret
+    expect_match "j5b maillog: the client logged in as carol" "\[127\.0\.0\.5\], sasl_method=PLAIN, sasl_username=carol" \
+        "$(pf_log_since "$R" "$MARK" | grep -F " $QID: client=")"
+    expect_no_match "j the daemon logged no error" 'error|critical' "$(daemon_log_since milter-j "$mark")"
+}
+
+scenario_k() {
+    local p=${PORT[k]} mark rules=$HERE/fixtures/${RULES[k]} line qid log
+    mark=$(daemon_log_mark milter-k)
+    line=$(rule_line "${RULES[k]}" '^ *known')
+
+    # k1: alice+tag and bob are known users of users.example, mallory is not: refused at RCPT with
+    # 550 5.1.1; the others in the same transaction are delivered.
+    ID=$(msgid k1)
+    send "$p" sender@example.org alice+tag@users.example,mallory@users.example,bob@users.example "$ID" \
+        --local-interface 127.0.0.2
+    expect_match "k1 RCPT alice+tag@users.example: 250" '^250 ' "$(rcpt_reply alice+tag@users.example)"
+    expect_eq "k1 RCPT mallory@users.example: refused" \
+        "550 5.1.1 <mallory@users.example>: Recipient address rejected: User unknown" \
+        "$(rcpt_reply mallory@users.example)"
+    expect_match "k1 RCPT bob@users.example: 250" '^250 ' "$(rcpt_reply bob@users.example)"
+    expect_queued "k1 accepted" || return
+    qid=$QID
+    wait_done "$qid"
+    expect_eq "k1 alice.mbox holds the message once" 1 "$(mbox_count alice "$ID")"
+    expect_eq "k1 bob.mbox holds the message once" 1 "$(mbox_count bob "$ID")"
+    expect_milter_reject k1 127.0.0.2 mallory@users.example "550 5.1.1"
+    expect_contains "k1 the daemon logged the refusal and why" \
+        "reject: rcpt=<mallory@users.example> 550 5.1.1 <mallory@users.example>: Recipient address rejected: User unknown (not a known user ($rules:$line))" \
+        "$(daemon_log_since milter-k "$mark")"
+    # No backscatter: Postfix never queued anything for mallory, so it has nothing to bounce.
+    log=$(pf_log_since "$R" "$MARK")
+    expect_match "k1 maillog: the queued message has 2 recipients" " $qid: from=<sender@example\.org>, .*nrcpt=2 " "$log"
+    expect_no_match "k1 maillog: no delivery attempt for mallory" '^to=<mallory@' "$(pf_deliveries "$R" "$qid" "$MARK")"
+    expect_no_match "k1 maillog: no postfix/bounce line" 'postfix/bounce\[' "$log"
+    expect_no_match "k1 maillog: no sender notification" 'sender (non-delivery|delivery status) notification' "$log"
+    expect_eq "k1 no DSN about the message in sender.mbox" 0 "$(mbox_count sender "$ID")"
+    if pf_queue_empty "$R"; then ok "k1 the queue is empty"; else
+        fail "k1 the queue is empty" "Mail queue is empty" "$(pf_queue "$R")"; fi
+
+    # k2 (control; proves the checks above can see backscatter): the same recipient through a
+    # listener without the milter is accepted by Postfix (the users.example catch-all) and then
+    # bounced to the sender.
+    ID=$(msgid k2)
+    send "$PLAIN_PORT" sender@example.org mallory@users.example "$ID" --local-interface 127.0.0.2
+    expect_queued "k2 control: Postfix alone accepts mallory@users.example" || return
+    wait_done "$QID"
+    pf_wait_log "$R" " to=<sender@example\.org>.*status=sent" 10 "$MARK" || true
+    expect_match "k2 control: maillog has the bounce" " $QID: sender non-delivery notification" \
+        "$(pf_log_since "$R" "$MARK")"
+    expect_eq "k2 control: the DSN is in sender.mbox" 1 "$(mbox_count sender "$ID")"
+}
+
+# dns_records ALLOWED: the dnsmasq options for provider.example's SPF records and a loop, with
+# ALLOWED (an IPv4 address) as the term that scenario l changes. Sets DNS_RECORDS.
+#   provider.example      v=spf1 mx include:_spf.provider.example -all
+#   _spf.provider.example v=spf1 ip4:192.0.2.0/24 include:_net2.provider.example ~all
+#   _net2.provider.example v=spf1 ip4:ALLOWED a:mta.provider.example ip6:2001:db8:5::/48 -all
+#   loop.example -> loop2.example -> loop.example
+# Every name asked for an address has both an A and an AAAA record (see dns_start).
+dns_records() {
+    DNS_RECORDS=(
+        "--txt-record=provider.example,v=spf1 mx include:_spf.provider.example -all"
+        "--txt-record=_spf.provider.example,v=spf1 ip4:192.0.2.0/24 include:_net2.provider.example ~all"
+        "--txt-record=_net2.provider.example,v=spf1 ip4:$1 a:mta.provider.example ip6:2001:db8:5::/48 -all"
+        "--mx-host=provider.example,mx.provider.example,10"
+        "--host-record=mx.provider.example,198.51.100.25,2001:db8::25"
+        "--host-record=mta.provider.example,198.51.100.7,2001:db8::7"
+        "--txt-record=loop.example,v=spf1 include:loop2.example -all"
+        "--txt-record=loop2.example,v=spf1 ip4:203.0.113.0/24 include:loop.example -all"
+    )
+}
+
+# provider_networks ALLOWED: the cache file line splitmilter must write for those records: the
+# networks in the order the walk meets them.
+provider_networks() {
+    printf 'provider.example 198.51.100.25/32 2001:db8::25/128 192.0.2.0/24 %s/32 198.51.100.7/32 2001:db8::7/128 2001:db8:5::/48' "$1"
+}
+
+# dns_serve ALLOWED: (re)start the DNS server "dns" on DNS_ADDR:DNS_PORT with dns_records ALLOWED.
+dns_serve() {
+    dns_stop dns
+    dns_records "$1"
+    dns_start dns "$DNS_ADDR" "$DNS_PORT" "${DNS_RECORDS[@]}"
+}
+
+# start_spf_milter NAME REFRESH CACHE: a daemon with scenario l's rules on unix:ROOT/NAME.sock,
+# asking the test's DNS server, refreshing every REFRESH s (0: on SIGUSR1 only), caching in CACHE.
+start_spf_milter() {
+    milter_spawn "$1" "$HERE/fixtures/${RULES[l]}" "unix:$R/$1.sock" --socket-mode 0660 --socket-group postfix \
+        --dns-server "$DNS_SPEC" --spf-refresh "$2" --spf-cache "$3"
+}
+
+# cache_line FILE: the provider.example line of a daemon's spf cache file.
+cache_line() { grep -E '^provider\.example ' -- "$1" 2>&1; }
+
+# usr1_and_wait CHECK NAME ERE: SIGUSR1 to daemon NAME, then wait (10 s) for ERE in its log.
+usr1_and_wait() {
+    local mark
+    mark=$(daemon_log_mark "$2")
+    kill -USR1 "${INST_PIDS[$2]}"
+    if wait_daemon_log "$2" "$3" 10 "$mark"; then ok "$1"; else
+        fail "$1" "a line matching /$3/" "$(daemon_log_since "$2" "$mark")"
+        return 1
+    fi
+}
+
+scenario_l() {
+    local p=${PORT[l]} ps=$L_SCHED_PORT cache=$R/spf.cache log sched_mark mark
+    local nets_a nets_b
+    nets_a=$(provider_networks 127.0.0.2)
+    nets_b=$(provider_networks 127.0.0.3)
+
+    # l1: at start both daemons resolved spf:provider.example through the whole chain (mx, two
+    # levels of include, ip4, a, ip6) and wrote it to their cache files.
+    expect_contains "l1 the daemon logged the list it resolved" "info: spf:provider.example: 7 networks" \
+        "$(cat "$(milter_log milter-l)")"
+    expect_eq "l1 its cache file" "$nets_a" "$(cache_line "$cache")"
+    expect_eq "l1 the scheduled daemon's cache file" "$nets_a" "$(cache_line "$R/spf-sched.cache")"
+
+    # l2: 127.0.0.2 (an ip4: term two includes down) may send to cache.example; 127.0.0.3 may not.
+    guarded_send l2a "$p" 127.0.0.2 accept
+    guarded_send l2b "$p" 127.0.0.3 reject "$L_TEXT"
+    expect_milter_reject l2b 127.0.0.3 alice@cache.example "550 5.7.1"
+
+    # l3 (its own step: a fresh cache path, no socket shared): a second guarded domain whose spf:
+    # source is an include loop, in neither DNS nor the cache: the daemon refuses to start and
+    # names the domain and the loop.
+    log=$R/logs/milter-l-loop.log
+    daemon_once "$log" --rules "$HERE/fixtures/provider-loop.rules" --socket "unix:$R/milter-l-loop.sock" \
+        --socket-group postfix --dns-server "$DNS_SPEC" --spf-refresh 0 --spf-cache "$R/spf-loop.cache"
+    expect_refused "l3 the daemon refuses to start" "$log" "cannot start: no allowed-client list for spf:loop.example"
+    expect_contains "l3 ... and logs the loop" "spf:loop.example: include loop: loop.example -> loop2.example -> loop.example" \
+        "$(cat "$log")"
+    expect_no_match "l3 ... provider.example is not missing" 'cannot start:.*provider\.example' "$(cat "$log")"
+    if [[ -e $R/milter-l-loop.sock ]]; then
+        fail "l3 ... and leaves no socket" "no $R/milter-l-loop.sock" "$(ls -l -- "$R/milter-l-loop.sock")"
+    else ok "l3 ... and leaves no socket"; fi
+
+    # l4: the record changes (127.0.0.3 in, 127.0.0.2 out) and SIGUSR1 refreshes: the daemon logs
+    # the change, rewrites its cache, and the verdicts follow.
+    sched_mark=$(daemon_log_mark milter-l-sched)
+    dns_serve 127.0.0.3 || { fail "l4 the DNS server restarts" "dnsmasq on $DNS_SPEC" "see above"; return; }
+    usr1_and_wait "l4 SIGUSR1: the daemon logged the change" milter-l \
+        'info: spf:provider\.example: changed: added 127\.0\.0\.3/32 removed 127\.0\.0\.2/32$' || return
+    expect_eq "l4 the cache file follows" "$nets_b" "$(cache_line "$cache")"
+    guarded_send l4a "$p" 127.0.0.3 accept
+    guarded_send l4b "$p" 127.0.0.2 reject "$L_TEXT"
+
+    # l5: the daemon with --spf-refresh 2 picked the change up by itself, without a signal.
+    if wait_daemon_log milter-l-sched 'info: spf:provider\.example: changed: added 127\.0\.0\.3/32 removed 127\.0\.0\.2/32$' \
+        8 "$sched_mark"; then ok "l5 the scheduled daemon logged the change"; else
+        fail "l5 the scheduled daemon logged the change" "a 'changed:' line within 8 s" \
+            "$(daemon_log_since milter-l-sched "$sched_mark")"
+    fi
+    expect_no_match "l5 ... without any reload" 'reloaded ' "$(cat "$(milter_log milter-l-sched)")"
+    expect_eq "l5 its cache file follows" "$nets_b" "$(cache_line "$R/spf-sched.cache")"
+    guarded_send l5a "$ps" 127.0.0.3 accept
+    guarded_send l5b "$ps" 127.0.0.2 reject "$L_TEXT"
+
+    # l6: the DNS server stops; SIGUSR1: the lookup fails, the last good list stays in force (and
+    # in the cache); so does the scheduled daemon's.
+    dns_stop dns
+    sched_mark=$(daemon_log_mark milter-l-sched)
+    usr1_and_wait "l6 SIGUSR1 with DNS down: the daemon keeps the last good list" milter-l \
+        'warning: spf:provider\.example: .*; keeping the last good list \(7 networks\)$' || return
+    expect_eq "l6 the cache file is unchanged" "$nets_b" "$(cache_line "$cache")"
+    guarded_send l6a "$p" 127.0.0.3 accept
+    guarded_send l6b "$p" 127.0.0.2 reject "$L_TEXT"
+    if wait_daemon_log milter-l-sched 'keeping the last good list \(7 networks\)$' 8 "$sched_mark"; then
+        ok "l6 the scheduled daemon keeps its list too"; else
+        fail "l6 the scheduled daemon keeps its list too" "a 'keeping the last good list' line within 8 s" \
+            "$(daemon_log_since milter-l-sched "$sched_mark")"
+    fi
+    guarded_send l6c "$ps" 127.0.0.3 accept
+
+    # l7: the daemon restarts with DNS still down: it starts from its cache file, verdicts unchanged.
+    milter_stop milter-l
+    expect_eq "l7 the daemon stops on SIGTERM" 0 "$?"
+    mark=$(daemon_log_mark milter-l)
+    start_spf_milter milter-l 0 "$cache" ||
+        { fail "l7 the daemon starts with DNS down" "listening" "see above"; return; }
+    ok "l7 the daemon starts with DNS down"
+    expect_match "l7 ... from the cached list" \
+        'warning: spf:provider\.example: .*; using the cached list \(7 networks\)$' "$(daemon_log_since milter-l "$mark")"
+    guarded_send l7a "$p" 127.0.0.3 accept
+    guarded_send l7b "$p" 127.0.0.2 reject "$L_TEXT"
+}
+
+# explain ARGS...: milter-test explain ARGS, asking the test's DNS server; stdout and stderr.
+explain() { "$MILTER_TEST" explain "$@" --dns-server "$DNS_SPEC" 2>&1; }
+
+scenario_m() {
+    local out rules=$HERE/fixtures/${RULES[m]} line
+    MILTER_TEST=$(dirname -- "$SPLITMILTER")/milter-test
+    if [[ ! -x $MILTER_TEST ]]; then
+        fail "m milter-test next to the daemon" "an executable $MILTER_TEST" "none"
+        return
+    fi
+    line=$(rule_line "${RULES[m]}" '^ *allow-clients')
+    dns_serve 127.0.0.2 || { fail "m the DNS server starts" "dnsmasq on $DNS_SPEC" "see above"; return; }
+
+    # m1: 127.0.0.3 is outside provider.example's networks: the 550 5.7.1 reply and why.
+    out=$(explain "$rules" --client 127.0.0.3 --rcpt x@cache.example)
+    expect_contains "m1 --client 127.0.0.3: reject, the reply and the reason" \
+        "reject 550 5.7.1 $L_TEXT (client 127.0.0.3 not in allow-clients ($rules:$line))" "$out"
+
+    # m2: 127.0.0.2 is allowed: by which network of which source, and no refusal.
+    out=$(explain "$rules" --client 127.0.0.2 --rcpt x@cache.example)
+    expect_contains "m2 --client 127.0.0.2: allowed, and why" \
+        "client: client 127.0.0.2 allowed by spf:provider.example 127.0.0.2/32 ($rules:$line)" "$out"
+    expect_no_match "m2 ... no reject or tempfail" '^ *(reject|tempfail) ' "$out"
+
+    # m3: allow-any: postmaster receives from 127.0.0.3.
+    out=$(explain "$rules" --client 127.0.0.3 --rcpt postmaster@cache.example)
+    expect_contains "m3 postmaster from 127.0.0.3: allowed (allow-any)" "client: user may receive from any client" "$out"
+    expect_no_match "m3 ... no reject or tempfail" '^ *(reject|tempfail) ' "$out"
+
+    # m4: scenario j's and k's rules: a trusted network; an unknown user.
+    out=$(explain "$HERE/fixtures/${RULES[j]}" --client 127.0.0.4 --rcpt x@cache.example)
+    expect_match "m4 --client 127.0.0.4 (trusted-networks): allowed, and why" \
+        '^ *client: trusted network 127\.0\.0\.4/32 \(.*guard\.rules:[0-9]+\)$' "$out"
+    out=$(explain "$HERE/fixtures/${RULES[k]}" --client 127.0.0.2 --rcpt mallory@users.example --rcpt bob+x@users.example)
+    expect_match "m4 mallory@users.example: 550 5.1.1, and why" \
+        '^ *reject 550 5\.1\.1 <mallory@users\.example>: Recipient address rejected: User unknown \(not a known user \(.*known\.rules:[0-9]+\)\)$' "$out"
+    expect_eq "m4 bob+x@users.example is not refused" 1 "$(grep -cE '^ *(reject|tempfail) ' <<<"$out")"
+
+    # m5: with the DNS server down explain says so, and the verdict is 451 4.7.1, never a 5xx.
+    dns_stop dns
+    out=$(explain "$rules" --client 127.0.0.2 --rcpt x@cache.example)
+    expect_match "m5 DNS down: the failed lookup is reported" '^spf:provider\.example: DNS lookup for TXT provider\.example failed' "$out"
+    expect_match "m5 DNS down: tempfail 451 4.7.1, and why" \
+        '^ *tempfail 451 4\.7\.1 .*\(client 127\.0\.0\.2 not allowed, and spf:provider\.example has no list yet' "$out"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Main
 
 main() {
@@ -790,7 +1168,7 @@ main() {
             say "e2e: 0 passed, $((failed + ${#SELECTED[@]})) failed"
             exit 1
         fi
-        say "e2e: Postfix in $R, scenario ports ${PORT[a]}-${PORT[i]}, set-up took $((SECONDS - t0))s"
+        say "e2e: Postfix in $R, scenario ports ${PORT[${ALL_SCENARIOS[0]}]}-${PORT[${ALL_SCENARIOS[-1]}]}, set-up took $((SECONDS - t0))s"
         for s in "${SELECTED[@]}"; do
             SCENARIO=$s
             FAILED_CHECKS=0

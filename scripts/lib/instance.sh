@@ -529,3 +529,52 @@ milter_stop() { inst_kill "$1" "${2:-6}"; }
 
 # milter_log NAME: path of the daemon's log.
 milter_log() { printf '%s\n' "$INST_ROOT/logs/$1.log"; }
+
+# ---------------------------------------------------------------------------------------------
+# A local DNS server (dnsmasq) that serves fixed records, for `spf:` sources
+
+# inst_udp_listening ADDRESS PORT: true if a UDP socket is bound to ADDRESS:PORT.
+inst_udp_listening() { [[ -n $(ss -Hlun "src $1 and sport = :$2" 2>/dev/null) ]]; }
+
+# dns_start NAME ADDRESS PORT RECORD-OPTION...: dnsmasq on ADDRESS:PORT (UDP and TCP), answering
+# only from the records given as dnsmasq options (--txt-record=NAME,TEXT, --host-record=NAME,IPv4,IPv6,
+# --mx-host=NAME,HOST,PREF, ...): no upstream, no /etc/hosts, no config file, no pid file. Its
+# queries are logged to ROOT/logs/NAME.log (appended: a restarted server keeps the earlier log
+# above); waits until it listens. With no upstream, dnsmasq answers REFUSED (a server failure to
+# the resolver) for a record type a name does not have, e.g. the AAAA of a host record with only an
+# IPv4 address, or the MX of a name that has only TXT: give host records both addresses. A TEXT
+# holds no commas (dnsmasq splits it into character-strings there) and no quotes (kept as is).
+dns_start() {
+    local name=$1 address=$2 port=$3
+    shift 3
+    local log=$INST_ROOT/logs/$name.log pid
+    if ! command -v dnsmasq >/dev/null; then
+        inst_say "dnsmasq not found (apt-get install dnsmasq-base)"
+        return 1
+    fi
+    if inst_udp_listening "$address" "$port"; then
+        inst_say "$address:$port (UDP) is already in use:"
+        ss -Hlunp "src $address and sport = :$port" | sed 's/^/    | /' >&2
+        return 1
+    fi
+    # -k: foreground, so the PID is dnsmasq's own (it still drops root for user nobody).
+    setsid dnsmasq --keep-in-foreground --conf-file=/dev/null --pid-file= \
+        --listen-address="$address" --port="$port" --bind-interfaces --no-resolv --no-hosts \
+        --log-facility=- --log-queries "$@" </dev/null >>"$log" 2>&1 &
+    pid=$!
+    INST_PIDS[$name]=$pid
+    local deadline=$((SECONDS + 10))
+    until inst_udp_listening "$address" "$port"; do
+        if ! inst_alive "$pid" || ((SECONDS >= deadline)); then
+            inst_say "dnsmasq $name did not come up on $address:$port"
+            inst_tail "$log" 10 >&2
+            inst_kill "$name" 2
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
+# dns_stop NAME: stop the DNS server NAME (if it runs); afterwards its address answers nothing
+# (ICMP port unreachable: a resolver fails at once instead of timing out).
+dns_stop() { inst_kill "$1" 3; }
