@@ -27,7 +27,7 @@ public enum RuleParser {
         }
         let trust = TrustPolicy(networks: state.trustedNetworks, trustAuthenticated: state.trustAuthenticated ?? true)
         let set = RuleSet(exact: state.exact, subdomains: state.subdomains, files: state.files, trust: trust)
-        return RuleParseResult(ruleSet: set, diagnostics: diagnostics)
+        return RuleParseResult(ruleSet: set, diagnostics: diagnostics + RuleLint.warnings(set))
     }
 }
 

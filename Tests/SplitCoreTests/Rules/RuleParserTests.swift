@@ -104,3 +104,25 @@ import Testing
         #expect(result.warnings.map(\.location.line) == [1, 2, 3])
     }
 }
+
+@Suite struct RuleLintTests {
+    @Test func warnsAboutTargetsThatAreTheRecipientOrHaveRulesOfTheirOwn() {
+        let result = parse(
+            """
+            domain example.org
+                copy %u@example.org %u@gapps.example.org
+                user carol rewrite carol@example.org
+                user dave copy dave@example.net
+            domain gapps.example.org
+                copy %u@archive.example
+            domain *.example.net
+                rewrite %u@primary.example
+            """)
+        #expect(result.ruleSet != nil)
+        #expect(result.warnings.map(\.description) == [
+            "/etc/sm/main.rules:2:5: warning: target '%u@example.org' is the recipient itself; this rule never changes anything",
+            "/etc/sm/main.rules:2:5: warning: 'gapps.example.org' has rules of its own (/etc/sm/main.rules:5:1), but added recipients are not looked up again: they get none of them",
+            "/etc/sm/main.rules:3:5: warning: target 'carol@example.org' is the recipient itself; this rule never changes anything",
+        ])
+    }
+}
