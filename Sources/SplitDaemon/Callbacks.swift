@@ -188,7 +188,10 @@ enum Callbacks {
 
     static func recipient(_ ctx: MilterContext, _ argv: [String]) throws -> Int32 {
         let session = session(ctx)
-        guard let raw = argv.first else { return SMFIS_CONTINUE }
+        guard let raw = argv.first else {
+            runtime.logger.warning("\(Libmilter.macro(ctx, "i") ?? "NOQUEUE"): RCPT without an address; ignored")
+            return SMFIS_CONTINUE
+        }
         let decision = session.rules.decide(
             recipient: raw, parameters: Array(argv.dropFirst()), client: session.client,
             providers: runtime.providers)
@@ -224,6 +227,9 @@ enum Callbacks {
         for decision in session.plan.decisions {
             for problem in decision.problems {
                 logger.warning("\(queueID): rcpt=\(decision.recipient) \(problem)")
+            }
+            if case .excluded(let rule) = decision.selection {
+                logger.debug("\(queueID): rcpt=\(decision.recipient) no action: excluded rule=\(rule.location.fileAndLine)")
             }
         }
         for edit in result.edits {
