@@ -1,3 +1,5 @@
+/// Rule files on a real file system: glob includes, unreadable files, a million-user list.
+
 import Foundation
 import SplitCore
 import SplitSystem

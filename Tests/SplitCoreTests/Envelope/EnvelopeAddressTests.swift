@@ -1,3 +1,5 @@
+/// Parsing what Postfix hands over as a recipient, refusing what cannot go into a template, and the DSN parameters.
+
 import Testing
 
 @testable import SplitCore

@@ -1,3 +1,5 @@
+/// RCPT verdicts of the guards: allowed clients, trusted clients, known users, spf: lists not yet resolved.
+
 import Testing
 
 @testable import SplitCore

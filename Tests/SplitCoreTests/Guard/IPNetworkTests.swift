@@ -1,3 +1,5 @@
+/// CIDR matching for IPv4, IPv6 and IPv4-mapped addresses, edge prefixes and malformed input.
+
 import Testing
 
 @testable import SplitCore

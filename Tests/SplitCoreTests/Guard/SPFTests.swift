@@ -1,3 +1,5 @@
+/// SPF walks against a table of DNS answers: include chains, redirect, loops, the lookup limit, bad records.
+
 import Testing
 
 @testable import SplitCore

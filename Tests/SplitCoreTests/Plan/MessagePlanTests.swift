@@ -1,3 +1,5 @@
+/// The edits of one message: silent copies with ORCPT, deduplication, delete-before-add, the marker.
+
 import Testing
 
 @testable import SplitCore

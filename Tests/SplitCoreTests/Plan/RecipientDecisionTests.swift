@@ -1,3 +1,5 @@
+/// Which rule fires for a recipient: domain-wide, excluded, per user, subdomains, unusable local parts.
+
 import Testing
 
 @testable import SplitCore

@@ -1,3 +1,5 @@
+/// Filling templates with the parts of a recipient, and refusing results that are not usable local parts.
+
 import Testing
 
 @testable import SplitCore

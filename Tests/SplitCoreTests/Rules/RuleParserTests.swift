@@ -1,3 +1,5 @@
+/// The rule language: sections, includes, user lists, and every error at its file:line:col.
+
 import Testing
 
 @testable import SplitCore
