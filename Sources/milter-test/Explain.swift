@@ -18,7 +18,10 @@ extension MilterTest {
         @Option(help: "Envelope sender.")
         var from = "sender@example.com"
 
-        @Option(name: .customLong("rcpt"), help: "Envelope recipient, as RCPT TO would send it (repeatable).")
+        @Option(
+            name: .customLong("rcpt"),
+            help: "Envelope recipient, as RCPT TO would send it, optionally followed by its ESMTP parameters: 'bob@example.org NOTIFY=SUCCESS' (repeatable)."
+        )
         var recipients: [String] = []
 
         @Option(name: .customLong("rcpt-arg"), help: "ESMTP parameter for every recipient, e.g. NOTIFY=SUCCESS.")
@@ -53,6 +56,13 @@ extension MilterTest {
             }
         }
 
+        /// `ADDR [PARAM…]` as (`<ADDR>`, its parameters followed by every `--rcpt-arg`), like `send`.
+        func envelopeRecipient(_ text: String) -> (raw: String, parameters: [String]) {
+            let words = text.split(separator: " ").map(String.init)
+            let address = words.first ?? ""
+            return (address.hasPrefix("<") ? address : "<\(address)>", Array(words.dropFirst()) + recipientParameters)
+        }
+
         func run() throws {
             var standardError = StandardError()
             let loaded = RuleLoader.load(rules)
@@ -66,7 +76,7 @@ extension MilterTest {
             }
             let explanation = Explanation.predict(
                 ruleSet: ruleSet,
-                recipients: recipients.map { (raw: $0.hasPrefix("<") ? $0 : "<\($0)>", parameters: recipientParameters) },
+                recipients: recipients.map(envelopeRecipient),
                 client: context, providers: providers.networks, marked: marked,
                 marker: CopyMarker(instance: instance ?? HostName.current))
             print(json ? try explanation.json() : explanation.text, terminator: "")
