@@ -229,7 +229,8 @@ enum Callbacks {
                 logger.warning("\(queueID): rcpt=\(decision.recipient) \(problem)")
             }
             if case .excluded(let rule) = decision.selection {
-                logger.debug("\(queueID): rcpt=\(decision.recipient) no action: excluded rule=\(rule.location.fileAndLine)")
+                logger.debug(
+                    "\(queueID): rcpt=\(decision.recipient) no action: excluded rule=\(rule.location.fileAndLine)")
             }
         }
         for edit in result.edits {

@@ -104,7 +104,8 @@ public enum Daemon {
         if !rules.spfDomains.isEmpty { refresher.runSchedule() }
         let noReply = options.noReply.enabled(for: options.socket) ? "; no-reply steps on" : ""
         logger.info(
-            "listening on \(options.socket) with \(RuleReport.summary(rules)); SIGUSR1 reloads \(options.rulesPath)\(noReply)")
+            "listening on \(options.socket) with \(RuleReport.summary(rules)); SIGUSR1 reloads \(options.rulesPath)\(noReply)"
+        )
         do {
             try Libmilter.main()
         } catch {

@@ -62,16 +62,18 @@ final class ProviderRefresher: Sendable {
         guard interval > 0 else { return }
         let box = Unmanaged.passRetained(self).toOpaque()
         var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { argument in
-            guard let argument else { return nil }
-            let refresher = Unmanaged<ProviderRefresher>.fromOpaque(argument).takeRetainedValue()
-            while true {
-                var request = timespec(tv_sec: refresher.interval, tv_nsec: 0)
-                var remaining = timespec()
-                while nanosleep(&request, &remaining) != 0, errno == EINTR { request = remaining }
-                refresher.refresh()
-            }
-        }, box)
+        let rc = pthread_create(
+            &thread, nil,
+            { argument in
+                guard let argument else { return nil }
+                let refresher = Unmanaged<ProviderRefresher>.fromOpaque(argument).takeRetainedValue()
+                while true {
+                    var request = timespec(tv_sec: refresher.interval, tv_nsec: 0)
+                    var remaining = timespec()
+                    while nanosleep(&request, &remaining) != 0, errno == EINTR { request = remaining }
+                    refresher.refresh()
+                }
+            }, box)
         if rc == 0 {
             pthread_detach(thread)
         } else {
@@ -95,7 +97,8 @@ final class ProviderRefresher: Sendable {
                 } else if let kept = old[domain] {
                     networks[domain] = kept
                     logger.warning(
-                        "spf:\(domain): \(resolution.failures[domain] ?? "failed"); keeping the last good list (\(kept.count) networks)")
+                        "spf:\(domain): \(resolution.failures[domain] ?? "failed"); keeping the last good list (\(kept.count) networks)"
+                    )
                 } else {
                     logger.error("spf:\(domain): \(resolution.failures[domain] ?? "failed"); no list yet")
                 }

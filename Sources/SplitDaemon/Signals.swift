@@ -22,17 +22,19 @@ public enum DaemonSignals {
     static func onReloadSignal(_ body: @escaping @Sendable () -> Void) {
         let box = Unmanaged.passRetained(ReloadBox(body)).toOpaque()
         var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { argument in
-            guard let argument else { return nil }
-            let box = Unmanaged<ReloadBox>.fromOpaque(argument).takeRetainedValue()
-            var set = sigset_t()
-            sigemptyset(&set)
-            sigaddset(&set, SIGUSR1)
-            var received: Int32 = 0
-            while true {
-                if sigwait(&set, &received) == 0, received == SIGUSR1 { box.body() }
-            }
-        }, box)
+        let rc = pthread_create(
+            &thread, nil,
+            { argument in
+                guard let argument else { return nil }
+                let box = Unmanaged<ReloadBox>.fromOpaque(argument).takeRetainedValue()
+                var set = sigset_t()
+                sigemptyset(&set)
+                sigaddset(&set, SIGUSR1)
+                var received: Int32 = 0
+                while true {
+                    if sigwait(&set, &received) == 0, received == SIGUSR1 { box.body() }
+                }
+            }, box)
         if rc == 0 {
             pthread_detach(thread)
         } else {

@@ -56,7 +56,8 @@ public enum RuleReport {
     /// `N domains, N users, N rules in N files` for `--check` and `milter-test check`.
     public static func summary(_ ruleSet: SplitCore.RuleSet) -> String {
         let domains = ruleSet.domains.reduce(0) { $0 + $1.names.count }
-        return "\(domains) domain\(domains == 1 ? "" : "s"), \(ruleSet.userCount) listed user\(ruleSet.userCount == 1 ? "" : "s"), "
+        return
+            "\(domains) domain\(domains == 1 ? "" : "s"), \(ruleSet.userCount) listed user\(ruleSet.userCount == 1 ? "" : "s"), "
             + "\(ruleSet.ruleCount) rule\(ruleSet.ruleCount == 1 ? "" : "s"), \(ruleSet.files.count) file\(ruleSet.files.count == 1 ? "" : "s")"
     }
 }

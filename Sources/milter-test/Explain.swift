@@ -20,7 +20,8 @@ extension MilterTest {
 
         @Option(
             name: .customLong("rcpt"),
-            help: "Envelope recipient, as RCPT TO would send it, optionally followed by its ESMTP parameters: 'bob@example.org NOTIFY=SUCCESS' (repeatable)."
+            help:
+                "Envelope recipient, as RCPT TO would send it, optionally followed by its ESMTP parameters: 'bob@example.org NOTIFY=SUCCESS' (repeatable)."
         )
         var recipients: [String] = []
 
@@ -50,7 +51,9 @@ extension MilterTest {
 
         func validate() throws {
             guard !recipients.isEmpty else { throw ValidationError("give at least one --rcpt") }
-            if let client, IPAddress(client) == nil { throw ValidationError("--client '\(client)' is not an IP address") }
+            if let client, IPAddress(client) == nil {
+                throw ValidationError("--client '\(client)' is not an IP address")
+            }
             if let dnsServer, ResolverDNS(serverSpec: dnsServer) == nil {
                 throw ValidationError("--dns-server '\(dnsServer)' is not IPv4[:PORT]")
             }

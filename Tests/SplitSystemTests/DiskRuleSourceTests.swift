@@ -41,9 +41,10 @@ import Testing
             #expect(loaded.errors.first?.description.hasSuffix("Permission denied") == true)
         }
         try write("main.rules", "include " + folder + "/domains\n")
-        #expect(RuleLoader.load(folder + "/main.rules").errors.map(\.description) == [
-            "\(folder)/main.rules:1:9: error: cannot read '\(folder)/domains': not a regular file"
-        ])
+        #expect(
+            RuleLoader.load(folder + "/main.rules").errors.map(\.description) == [
+                "\(folder)/main.rules:1:9: error: cannot read '\(folder)/domains': not a regular file"
+            ])
     }
 
     /// A million users load and are looked up by hash; the time is reported by the benchmark

@@ -81,7 +81,8 @@ public enum XText {
         var pending = 0
         for byte in bytes {
             if pending > 0 {
-                let isHex = (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                let isHex =
+                    (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
                     || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(byte)
                 if !isHex { return false }
                 pending -= 1

@@ -65,7 +65,8 @@ struct GuardCheck {
             let reply = SMTPReply(
                 code: "451", enhanced: "4.7.1",
                 text: "\(recipient): allowed senders for this domain are not known yet; try again later")
-            let because = "client \(address) not allowed, and spf:\(domains.joined(separator: ",")) has no list yet (\(rule))"
+            let because =
+                "client \(address) not allowed, and spf:\(domains.joined(separator: ",")) has no list yet (\(rule))"
             return .failure(Refusal(verdict: .tempfail(reply, because: because)))
         }
     }

@@ -66,7 +66,9 @@ public struct SPFRecord: Sendable, Hashable {
                 if qualifier == "+" { terms.append(.include(argument)) }
             case "a", "mx":
                 let (domain, v4, v6) = try Self.domainAndPrefixes(argument, term: term)
-                if qualifier == "+" { terms.append(name == "a" ? .a(domain, v4: v4, v6: v6) : .mx(domain, v4: v4, v6: v6)) }
+                if qualifier == "+" {
+                    terms.append(name == "a" ? .a(domain, v4: v4, v6: v6) : .mx(domain, v4: v4, v6: v6))
+                }
             case "all":
                 sawAll = true
             case "ptr", "exists":
@@ -114,7 +116,9 @@ public struct SPFRecord: Sendable, Hashable {
             let pieces = cidr.split(separator: "/", omittingEmptySubsequences: false)
             // "/24", "/24//64" or "//64"
             if let first = pieces.first, !first.isEmpty {
-                guard let value = Int(first), (0...32).contains(value) else { throw SPFError("bad prefix in '\(term)'") }
+                guard let value = Int(first), (0...32).contains(value) else {
+                    throw SPFError("bad prefix in '\(term)'")
+                }
                 v4 = value
             }
             if pieces.count == 3 {
@@ -186,7 +190,8 @@ public struct SPFCollector {
             let texts = try ask({ try dns.txt(domain) }, "TXT \(domain)")
             let records = texts.filter(SPFRecord.isSPF)
             guard records.count == 1, let text = records.first else {
-                throw SPFError(records.isEmpty ? "\(domain) has no SPF record" : "\(domain) has \(records.count) SPF records")
+                throw SPFError(
+                    records.isEmpty ? "\(domain) has no SPF record" : "\(domain) has \(records.count) SPF records")
             }
             let record: SPFRecord
             do {

@@ -113,7 +113,8 @@ public struct MessagePlan: Sendable {
             for target in decision.copies {
                 if carriesMarker {
                     skipped.append(
-                        Skip(target: target, forRecipient: decision.recipient, reason: "message was already copied here")
+                        Skip(
+                            target: target, forRecipient: decision.recipient, reason: "message was already copied here")
                     )
                 } else if present.insert(target.address.identity).inserted {
                     edits.append(.addRecipient(target.address.description, parameters: copyParameters(decision)))

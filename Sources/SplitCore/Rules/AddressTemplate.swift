@@ -88,10 +88,18 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
                 }
                 let token = chars[index + 1]
                 switch token {
-                case "u": flush(); pieces.append(.localPart)
-                case "b": flush(); pieces.append(.base)
-                case "e": flush(); pieces.append(.fileExtension)
-                case "d": flush(); pieces.append(.domain)
+                case "u":
+                    flush()
+                    pieces.append(.localPart)
+                case "b":
+                    flush()
+                    pieces.append(.base)
+                case "e":
+                    flush()
+                    pieces.append(.fileExtension)
+                case "d":
+                    flush()
+                    pieces.append(.domain)
                 case "%":
                     return .failure(.invalid("'%' cannot appear in a target address", offset: index))
                 default:
@@ -119,7 +127,8 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
         let domainChars = chars[(at + 1)...]
         if let percent = domainChars.firstIndex(of: "%") {
             return .failure(
-                .invalid("the domain of a target must be written out; tokens are allowed only before '@'", offset: percent)
+                .invalid(
+                    "the domain of a target must be written out; tokens are allowed only before '@'", offset: percent)
             )
         }
         let domainBytes = Array(String(domainChars).utf8)

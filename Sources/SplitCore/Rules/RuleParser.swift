@@ -46,7 +46,8 @@ func words(of line: ArraySlice<UInt8>) -> [Word] {
     for byte in line {
         column += 1
         if byte == UInt8(ascii: "#") { break }
-        let separator = byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: ",")
+        let separator =
+            byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: ",")
             || byte == UInt8(ascii: "\r")
         if separator {
             if let s = start { result.append(Word(text: String(decoding: current, as: UTF8.self), column: s)) }
@@ -282,7 +283,8 @@ struct ParserState {
 
     mutating func checkDelimiters(_ value: String, at: SourceLocation) -> String? {
         for byte in value.utf8 {
-            let allowed = byte > 0x20 && byte < 0x7F && !LocalPartCharacters.isAlphanumeric(byte)
+            let allowed =
+                byte > 0x20 && byte < 0x7F && !LocalPartCharacters.isAlphanumeric(byte)
                 && byte != UInt8(ascii: "@") && byte != UInt8(ascii: "%") && byte != UInt8(ascii: "\"")
             if !allowed {
                 error("'\(value)' is not a set of delimiter characters (punctuation such as + - = _)", at)
@@ -538,18 +540,21 @@ struct ParserState {
             var slice = line
             if let hash = slice.firstIndex(of: UInt8(ascii: "#")) { slice = slice[..<hash] }
             var leading = 0
-            while let first = slice.first, first == 0x20 || first == 0x09 { slice = slice.dropFirst(); leading += 1 }
+            while let first = slice.first, first == 0x20 || first == 0x09 {
+                slice = slice.dropFirst()
+                leading += 1
+            }
             while let last = slice.last, last == 0x20 || last == 0x09 || last == 0x0D { slice = slice.dropLast() }
             if slice.isEmpty { return }
-            let where_ = SourceLocation(file: path, line: number, column: leading + 1)
+            let position = SourceLocation(file: path, line: number, column: leading + 1)
             if let problem = LocalPartCharacters.problem(in: slice) {
-                error("'\(String(decoding: slice, as: UTF8.self))' is not a user name: \(problem)", where_)
+                error("'\(String(decoding: slice, as: UTF8.self))' is not a user name: \(problem)", position)
                 errors += 1
                 return
             }
             let name = String(decoding: slice, as: UTF8.self).lowercased()
             if !users.insert(name).inserted {
-                error("duplicate user '\(name)'", where_)
+                error("duplicate user '\(name)'", position)
                 errors += 1
             }
         }
@@ -650,11 +655,11 @@ extension ParserState {
         var ok = true
         forEachLine(bytes) { line, number in
             for word in words(of: line) {
-                let where_ = SourceLocation(file: path, line: number, column: word.column)
+                let position = SourceLocation(file: path, line: number, column: word.column)
                 if let network = IPNetwork(word.text) {
                     networks.append(network)
                 } else {
-                    error("'\(word.text)' is not a network (address or address/length)", where_)
+                    error("'\(word.text)' is not a network (address or address/length)", position)
                     ok = false
                 }
             }

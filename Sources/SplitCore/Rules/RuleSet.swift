@@ -130,8 +130,10 @@ public struct RuleSet: Sendable {
     public var ruleCount: Int {
         func count(_ present: Bool...) -> Int { present.filter { $0 }.count }
         return domains.reduce(0) { total, domain in
-            total + count(domain.copy != nil, domain.rewrite != nil, domain.guards.knownUsers != nil,
-                domain.guards.allowClients != nil)
+            total
+                + count(
+                    domain.copy != nil, domain.rewrite != nil, domain.guards.knownUsers != nil,
+                    domain.guards.allowClients != nil)
                 + domain.users.values.reduce(0) {
                     $0 + count($1.copy != nil, $1.rewrite != nil, $1.allowClients != nil)
                 }

@@ -5,13 +5,14 @@ import Testing
 @testable import SplitCore
 
 @Suite struct EnvelopeAddressTests {
-    @Test(arguments: [
-        ("<alice@Example.ORG>", "alice", "example.org"),
-        ("alice@example.org", "alice", "example.org"),
-        ("<Bob+News@example.org.>", "Bob+News", "example.org"),
-        ("<postmaster>", "postmaster", ""),
-        ("<o'neil@example.org>", nil, nil),
-    ] as [(String, String?, String?)])
+    @Test(
+        arguments: [
+            ("<alice@Example.ORG>", "alice", "example.org"),
+            ("alice@example.org", "alice", "example.org"),
+            ("<Bob+News@example.org.>", "Bob+News", "example.org"),
+            ("<postmaster>", "postmaster", ""),
+            ("<o'neil@example.org>", nil, nil),
+        ] as [(String, String?, String?)])
     func parsesWhatPostfixSends(raw: String, local: String?, domain: String?) {
         switch EnvelopeAddressParser.parse(raw) {
         case .success(let address):
@@ -33,7 +34,10 @@ import Testing
         ("<a\u{01}b@example.org>", .unsafeLocalPart("control character")),
         ("<a..b@example.org>", .unsafeLocalPart("two dots in a row")),
         ("<.ab@example.org>", .unsafeLocalPart("leading or trailing dot")),
-        ("<\(String(repeating: "a", count: 65))@example.org>", .unsafeLocalPart("local part is 65 bytes, more than 64")),
+        (
+            "<\(String(repeating: "a", count: 65))@example.org>",
+            .unsafeLocalPart("local part is 65 bytes, more than 64")
+        ),
         ("<alice@exa mple.org>", .malformed("character 0x20 is not allowed in a domain")),
         ("<alice@example.org", .malformed("unbalanced angle brackets")),
         ("<" + String(repeating: "a", count: 600) + ">", .tooLong(602)),

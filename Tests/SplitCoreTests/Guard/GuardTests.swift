@@ -37,25 +37,26 @@ import Testing
         }
     }
 
-    @Test(arguments: [
-        ("<alice@cache.example>", "192.0.2.10", nil, "accept"),
-        ("<alice@cache.example>", "203.0.113.99", nil, "accept"),  // from the provider's SPF list
-        ("<alice@cache.example>", "198.51.100.1", nil, "550 5.7.1"),
-        ("<alice@cache.example>", "198.51.100.1", "alice", "accept"),  // SASL-authenticated
-        ("<alice@cache.example>", "127.0.0.1", nil, "accept"),  // trusted network
-        ("<postmaster@cache.example>", "198.51.100.1", nil, "accept"),  // allow-any
-        ("<mallory@cache.example>", "198.51.100.1", nil, "550 5.7.1"),  // client check first: no user probing
-        ("<mallory@cache.example>", "192.0.2.10", nil, "550 5.1.1"),
-        ("<alice+tag@cache.example>", "192.0.2.10", nil, "accept"),  // extension stripped
-        ("<\"x y\"@cache.example>", "192.0.2.10", nil, "550 5.1.1"),
-        ("<carol@cache.example>", "198.51.100.9", nil, "accept"),  // per-user networks
-        ("<carol@cache.example>", "192.0.2.10", nil, "550 5.7.1"),  // … replace the domain's
-        ("<zed@open.example>", "198.51.100.1", nil, "550 5.1.1"),
-        ("<alice@open.example>", "198.51.100.1", nil, "accept"),
-        ("<anyone@elsewhere.example>", "198.51.100.1", nil, "accept"),
-        ("<a@pending.example>", "198.51.100.1", nil, "451 4.7.1"),  // spf list not resolved yet
-        ("<alice@cache.example>", nil, nil, "550 5.7.1"),
-    ] as [(String, String?, String?, String)])
+    @Test(
+        arguments: [
+            ("<alice@cache.example>", "192.0.2.10", nil, "accept"),
+            ("<alice@cache.example>", "203.0.113.99", nil, "accept"),  // from the provider's SPF list
+            ("<alice@cache.example>", "198.51.100.1", nil, "550 5.7.1"),
+            ("<alice@cache.example>", "198.51.100.1", "alice", "accept"),  // SASL-authenticated
+            ("<alice@cache.example>", "127.0.0.1", nil, "accept"),  // trusted network
+            ("<postmaster@cache.example>", "198.51.100.1", nil, "accept"),  // allow-any
+            ("<mallory@cache.example>", "198.51.100.1", nil, "550 5.7.1"),  // client check first: no user probing
+            ("<mallory@cache.example>", "192.0.2.10", nil, "550 5.1.1"),
+            ("<alice+tag@cache.example>", "192.0.2.10", nil, "accept"),  // extension stripped
+            ("<\"x y\"@cache.example>", "192.0.2.10", nil, "550 5.1.1"),
+            ("<carol@cache.example>", "198.51.100.9", nil, "accept"),  // per-user networks
+            ("<carol@cache.example>", "192.0.2.10", nil, "550 5.7.1"),  // … replace the domain's
+            ("<zed@open.example>", "198.51.100.1", nil, "550 5.1.1"),
+            ("<alice@open.example>", "198.51.100.1", nil, "accept"),
+            ("<anyone@elsewhere.example>", "198.51.100.1", nil, "accept"),
+            ("<a@pending.example>", "198.51.100.1", nil, "451 4.7.1"),  // spf list not resolved yet
+            ("<alice@cache.example>", nil, nil, "550 5.7.1"),
+        ] as [(String, String?, String?, String)])
     func decidesAtRcpt(rcpt: String, ip: String?, auth: String?, expected: String) {
         #expect(code(verdict(rcpt, from: ip, auth: auth)) == expected)
     }

@@ -37,19 +37,21 @@ import Testing
     }
 
     @Test func copiesAreSilentAndRememberTheirRecipient() {
-        #expect(plan("<bob+news@example.org>") == [
-            "add-rcpt bob+news@gapps.example.org NOTIFY=NEVER ORCPT=rfc822;bob+2Bnews@example.org",
-            "add-header X-Splitmilter-Copied: mx1.test",
-        ])
+        #expect(
+            plan("<bob+news@example.org>") == [
+                "add-rcpt bob+news@gapps.example.org NOTIFY=NEVER ORCPT=rfc822;bob+2Bnews@example.org",
+                "add-header X-Splitmilter-Copied: mx1.test",
+            ])
     }
 
     @Test func twoRecipientsMappingToOneCopyGiveOneCopy() {
         let edits = plan("<alice@example.org>", "<allie@example.org>", "<AL@example.org>", "<bob@example.org>")
-        #expect(edits == [
-            "add-rcpt alice@gapps.example.org NOTIFY=NEVER ORCPT=rfc822;alice@example.org",
-            "add-rcpt bob@gapps.example.org NOTIFY=NEVER ORCPT=rfc822;bob@example.org",
-            "add-header X-Splitmilter-Copied: mx1.test",
-        ])
+        #expect(
+            edits == [
+                "add-rcpt alice@gapps.example.org NOTIFY=NEVER ORCPT=rfc822;alice@example.org",
+                "add-rcpt bob@gapps.example.org NOTIFY=NEVER ORCPT=rfc822;bob@example.org",
+                "add-header X-Splitmilter-Copied: mx1.test",
+            ])
     }
 
     @Test func neverAddsWhatIsAlreadyARecipient() {
@@ -60,21 +62,24 @@ import Testing
 
     @Test func rewritesDeleteTheExactArgumentThenAdd() {
         let edits = plan([("<Carol.Smith@example.net>", ["NOTIFY=SUCCESS", "ORCPT=rfc822;x+2By@example.net"])])
-        #expect(edits.edits.map(\.description) == [
-            "del-rcpt <Carol.Smith@example.net>",
-            "add-rcpt carol NOTIFY=SUCCESS ORCPT=rfc822;x+2By@example.net",
-        ])
-        #expect(plan("<carol.smith@example.net>") == [
-            "del-rcpt <carol.smith@example.net>", "add-rcpt carol ORCPT=rfc822;carol.smith@example.net",
-        ])
+        #expect(
+            edits.edits.map(\.description) == [
+                "del-rcpt <Carol.Smith@example.net>",
+                "add-rcpt carol NOTIFY=SUCCESS ORCPT=rfc822;x+2By@example.net",
+            ])
+        #expect(
+            plan("<carol.smith@example.net>") == [
+                "del-rcpt <carol.smith@example.net>", "add-rcpt carol ORCPT=rfc822;carol.smith@example.net",
+            ])
     }
 
     @Test func rewriteToAnExistingRecipientOnlyDeletes() {
-        #expect(plan("<zoe@example.org>", "<bob@example.org>").filter { !$0.hasPrefix("add-rcpt bob@gapps") } == [
-            "del-rcpt <zoe@example.org>",
-            "add-rcpt zoe@gapps.example.org NOTIFY=NEVER ORCPT=rfc822;zoe@example.org",
-            "add-header X-Splitmilter-Copied: mx1.test",
-        ])
+        #expect(
+            plan("<zoe@example.org>", "<bob@example.org>").filter { !$0.hasPrefix("add-rcpt bob@gapps") } == [
+                "del-rcpt <zoe@example.org>",
+                "add-rcpt zoe@gapps.example.org NOTIFY=NEVER ORCPT=rfc822;zoe@example.org",
+                "add-header X-Splitmilter-Copied: mx1.test",
+            ])
         let twoToOne = plan("<frank@example.org>", "<fred@example.org>")
         #expect(twoToOne.filter { $0.hasPrefix("add-rcpt frank@mda") }.count == 1)
         #expect(twoToOne.filter { $0.hasPrefix("del-rcpt") }.count == 2)
@@ -88,9 +93,10 @@ import Testing
 
     @Test func aMarkedMessageGetsRewritesButNoCopies() {
         let result = plan([("<alice@example.org>", []), ("<carol.smith@example.net>", [])], marked: true)
-        #expect(result.edits.map(\.description) == [
-            "del-rcpt <carol.smith@example.net>", "add-rcpt carol ORCPT=rfc822;carol.smith@example.net",
-        ])
+        #expect(
+            result.edits.map(\.description) == [
+                "del-rcpt <carol.smith@example.net>", "add-rcpt carol ORCPT=rfc822;carol.smith@example.net",
+            ])
         #expect(result.skipped.map(\.reason) == ["message was already copied here"])
         #expect(marker.matches(name: "x-splitmilter-copied", value: " mx1.test\r\n"))
         #expect(!marker.matches(name: "X-Splitmilter-Copied", value: "mx2.test"))

@@ -31,24 +31,66 @@ import Testing
     /// Each bad line yields one error at the exact column of the offending word.
     @Test(arguments: [
         ("domain example.org\n  frobnicate x\n", "main.rules:2:3: error: unknown directive 'frobnicate'"),
-        ("domain example.org\n  copy alice@gapps.example.org %q@x.org\n", "main.rules:2:32: error: bad template '%q@x.org': unknown token '%q'"),
-        ("domain example.org\n  copy %u@%d.google.com\n", "main.rules:2:11: error: bad template '%u@%d.google.com': the domain of a target must be written out"),
+        (
+            "domain example.org\n  copy alice@gapps.example.org %q@x.org\n",
+            "main.rules:2:32: error: bad template '%q@x.org': unknown token '%q'"
+        ),
+        (
+            "domain example.org\n  copy %u@%d.google.com\n",
+            "main.rules:2:11: error: bad template '%u@%d.google.com': the domain of a target must be written out"
+        ),
         ("domain example.org\n  copy %u\n", "main.rules:2:10: error: bad template '%u': copy target needs a domain"),
-        ("domain example.org\n  copy a\"b@x.org\n", "main.rules:2:9: error: bad template 'a\"b@x.org': character '\"' is not allowed"),
-        ("domain example.org\n  copy a@x.org\n  copy b@x.org\n", "main.rules:3:3: error: duplicate 'copy' in this section; first at /etc/sm/main.rules:2:3"),
-        ("domain example.org\n copy a@x.org\ndomain EXAMPLE.org\n", "main.rules:3:8: error: duplicate domain 'example.org'; first defined at /etc/sm/main.rules:1:8"),
-        ("domain example.org\n  copy a@x.org\n  except bob bob\n", "main.rules:3:14: error: duplicate user 'bob' in 'except' list"),
-        ("domain example.org\n  copy a@x.org\n  only bob\n  except carol\n", "main.rules:4:3: error: 'except' cannot be combined with 'only'"),
-        ("domain example.org\n  user bob copy a@x.org\n  user BOB copy b@x.org\n", "main.rules:3:3: error: duplicate 'user bob copy'; first at /etc/sm/main.rules:2:3"),
+        (
+            "domain example.org\n  copy a\"b@x.org\n",
+            "main.rules:2:9: error: bad template 'a\"b@x.org': character '\"' is not allowed"
+        ),
+        (
+            "domain example.org\n  copy a@x.org\n  copy b@x.org\n",
+            "main.rules:3:3: error: duplicate 'copy' in this section; first at /etc/sm/main.rules:2:3"
+        ),
+        (
+            "domain example.org\n copy a@x.org\ndomain EXAMPLE.org\n",
+            "main.rules:3:8: error: duplicate domain 'example.org'; first defined at /etc/sm/main.rules:1:8"
+        ),
+        (
+            "domain example.org\n  copy a@x.org\n  except bob bob\n",
+            "main.rules:3:14: error: duplicate user 'bob' in 'except' list"
+        ),
+        (
+            "domain example.org\n  copy a@x.org\n  only bob\n  except carol\n",
+            "main.rules:4:3: error: 'except' cannot be combined with 'only'"
+        ),
+        (
+            "domain example.org\n  user bob copy a@x.org\n  user BOB copy b@x.org\n",
+            "main.rules:3:3: error: duplicate 'user bob copy'; first at /etc/sm/main.rules:2:3"
+        ),
         ("domain example.org\n  user bob forward a@x.org\n", "main.rules:2:12: error: unknown user action 'forward'"),
-        ("domain example.org\n  user b@d copy a@x.org\n", "main.rules:2:8: error: 'b@d' is not a user name: character '@' is not allowed"),
+        (
+            "domain example.org\n  user b@d copy a@x.org\n",
+            "main.rules:2:8: error: 'b@d' is not a user name: character '@' is not allowed"
+        ),
         ("copy a@x.org\n", "main.rules:1:1: error: 'copy' must be inside a 'domain' section"),
-        ("domain exa_mple..org\n", "main.rules:1:8: error: 'exa_mple..org' is not a domain name: empty label in domain"),
-        ("domain example.org\n  copy a@x.org\ninclude other.rules\n", "main.rules:3:1: error: 'include' must come before the first 'domain' section"),
-        ("include missing.rules\n", "main.rules:1:9: error: cannot read '/etc/sm/missing.rules': No such file or directory"),
-        ("domain example.org\n  copy a@x.org\n  only file:users.txt\n", "main.rules:3:8: error: cannot read user list '/etc/sm/users.txt'"),
+        (
+            "domain exa_mple..org\n",
+            "main.rules:1:8: error: 'exa_mple..org' is not a domain name: empty label in domain"
+        ),
+        (
+            "domain example.org\n  copy a@x.org\ninclude other.rules\n",
+            "main.rules:3:1: error: 'include' must come before the first 'domain' section"
+        ),
+        (
+            "include missing.rules\n",
+            "main.rules:1:9: error: cannot read '/etc/sm/missing.rules': No such file or directory"
+        ),
+        (
+            "domain example.org\n  copy a@x.org\n  only file:users.txt\n",
+            "main.rules:3:8: error: cannot read user list '/etc/sm/users.txt'"
+        ),
         ("delimiter a\n", "main.rules:1:11: error: 'a' is not a set of delimiter characters"),
-        ("domain example.org\n  rewrite a@x.org b@x.org\n", "main.rules:2:3: error: 'rewrite' takes exactly one target"),
+        (
+            "domain example.org\n  rewrite a@x.org b@x.org\n",
+            "main.rules:2:3: error: 'rewrite' takes exactly one target"
+        ),
     ])
     func reportsErrorAtItsColumn(text: String, expected: String) {
         let result = parse(text)
@@ -81,12 +123,14 @@ import Testing
             "/etc/sm/main.rules": "include loop.rules\ninclude none/*.rules\n",
             "/etc/sm/loop.rules": "include main.rules\n",
         ])
-        #expect(result.errors.map(\.description) == [
-            "/etc/sm/loop.rules:1:9: error: include cycle: '/etc/sm/main.rules' is already being read"
-        ])
-        #expect(result.warnings.map(\.description) == [
-            "/etc/sm/main.rules:2:9: warning: include pattern '/etc/sm/none/*.rules' matches no file"
-        ])
+        #expect(
+            result.errors.map(\.description) == [
+                "/etc/sm/loop.rules:1:9: error: include cycle: '/etc/sm/main.rules' is already being read"
+            ])
+        #expect(
+            result.warnings.map(\.description) == [
+                "/etc/sm/main.rules:2:9: warning: include pattern '/etc/sm/none/*.rules' matches no file"
+            ])
     }
 
     @Test func reportsBadLinesOfAUserListWithTheirPosition() {
@@ -94,10 +138,11 @@ import Testing
             "/etc/sm/main.rules": "domain example.org\n  copy %u@x.org\n  except file:users.txt\n",
             "/etc/sm/users.txt": "alice\n  bad!name\nalice\n",
         ])
-        #expect(result.errors.map(\.description) == [
-            "/etc/sm/users.txt:2:3: error: 'bad!name' is not a user name: character '!' is not allowed",
-            "/etc/sm/users.txt:3:1: error: duplicate user 'alice'",
-        ])
+        #expect(
+            result.errors.map(\.description) == [
+                "/etc/sm/users.txt:2:3: error: 'bad!name' is not a user name: character '!' is not allowed",
+                "/etc/sm/users.txt:3:1: error: duplicate user 'alice'",
+            ])
     }
 
     @Test func warnsAboutRulesThatCannotFire() {
@@ -121,10 +166,11 @@ import Testing
                 rewrite %u@primary.example
             """)
         #expect(result.ruleSet != nil)
-        #expect(result.warnings.map(\.description) == [
-            "/etc/sm/main.rules:2:5: warning: target '%u@example.org' is the recipient itself; this rule never changes anything",
-            "/etc/sm/main.rules:2:5: warning: 'gapps.example.org' has rules of its own (/etc/sm/main.rules:5:1), but added recipients are not looked up again: they get none of them",
-            "/etc/sm/main.rules:3:5: warning: target 'carol@example.org' is the recipient itself; this rule never changes anything",
-        ])
+        #expect(
+            result.warnings.map(\.description) == [
+                "/etc/sm/main.rules:2:5: warning: target '%u@example.org' is the recipient itself; this rule never changes anything",
+                "/etc/sm/main.rules:2:5: warning: 'gapps.example.org' has rules of its own (/etc/sm/main.rules:5:1), but added recipients are not looked up again: they get none of them",
+                "/etc/sm/main.rules:3:5: warning: target 'carol@example.org' is the recipient itself; this rule never changes anything",
+            ])
     }
 }
