@@ -1,0 +1,83 @@
+/// Random and adversarial input never traps the core: rule text, recipients, ESMTP parameters.
+/// A trap in the daemon would kill every milter connection at once, so these run thousands of inputs.
+
+import Testing
+
+@testable import SplitCore
+
+/// A small deterministic generator (xorshift), so a failure reproduces.
+struct Noise {
+    var state: UInt64
+
+    mutating func next() -> UInt64 {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return state
+    }
+
+    mutating func bytes(_ count: Int, from alphabet: [UInt8]) -> [UInt8] {
+        (0..<count).map { _ in alphabet[Int(next() % UInt64(alphabet.count))] }
+    }
+}
+
+@Suite struct HostileInputTests {
+    static let ruleAlphabet =
+        Array(
+            "domain copy rewrite only except user known allow-clients include file:spf: %u%b%e%d@.*#,\n\t /0123456789abcdef:[]\"\\"
+                .utf8)
+        + [0, 0xFF, 0xC3, 0x0D]
+    static let addressAlphabet = Array("<>@.\"\\ :%!+=-_/|'aZ09[]()".utf8) + [0, 1, 0x7F, 0xC3, 0xA9, 0xFF]
+
+    @Test func ruleTextNeverTraps() {
+        var noise = Noise(state: 0x5EED)
+        for round in 0..<2000 {
+            let text = noise.bytes(Int(noise.next() % 300), from: Self.ruleAlphabet)
+            let files = ["/r/main.rules": String(decoding: text, as: UTF8.self), "/r/users.txt": "a\nb\n"]
+            let result = RuleParser.parse(file: "/r/main.rules", source: MemoryRuleSource(files: files))
+            // Either a rule set or at least one error, never both missing.
+            #expect(result.ruleSet != nil || !result.errors.isEmpty, "round \(round)")
+        }
+    }
+
+    @Test func recipientsAndParametersNeverTrap() throws {
+        let set = try rules(
+            """
+            domain example.org
+                copy %u@gapps.example.org %b.%e@x.example
+                user carol rewrite %u@y.example
+                known alice carol
+            """)
+        var noise = Noise(state: 0xC0FFEE)
+        for _ in 0..<5000 {
+            let raw = String(decoding: noise.bytes(Int(noise.next() % 80), from: Self.addressAlphabet), as: UTF8.self)
+            let recipient = noise.next() % 2 == 0 ? raw : "<\(raw)@example.org>"
+            let parameter = String(
+                decoding: noise.bytes(
+                    Int(noise.next() % 40), from: Array("NOTIFY=ORCPT;rfc822+2B,SUCCESS".utf8) + [0x20, 0xFF]),
+                as: UTF8.self)
+            let decision = set.decide(
+                recipient: recipient, parameters: [parameter],
+                client: ClientContext(address: IPAddress("192.0.2.1"), authenticatedAs: nil))
+            var plan = MessagePlan()
+            _ = plan.record(decision)
+            for edit in plan.edits(marker: CopyMarker(instance: "t")).edits {
+                if case .addRecipient(let address, _) = edit {
+                    // Whatever came in, an added address is a plain dot-atom at a literal domain.
+                    #expect(address.allSatisfy { $0.isASCII && !" \"<>%!/|'\\".contains($0) }, "\(address)")
+                }
+            }
+        }
+    }
+
+    @Test func networkTextNeverTraps() {
+        var noise = Noise(state: 42)
+        for _ in 0..<5000 {
+            let text = String(
+                decoding: noise.bytes(Int(noise.next() % 50), from: Array("0123456789abcdef:./%[]".utf8)), as: UTF8.self
+            )
+            _ = IPNetwork(text)
+            _ = try? SPFRecord.parse("v=spf1 " + text)
+        }
+    }
+}
