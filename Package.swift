@@ -29,12 +29,13 @@ let package = Package(
         // The operating-system side shared by both executables: rule files on disk, sockets, logging.
         .target(name: "SplitSystem", dependencies: ["SplitCore", "CResolvShim", logging]),
         // SHELL: the only code that touches libmilter.
-        .target(name: "SplitDaemon", dependencies: ["CMilterShim", "SplitCore", "SplitSystem", logging]),
+        .target(name: "SplitDaemon", dependencies: ["CMilterShim", "SplitCore", "SplitSystem", "MilterProtocol", logging]),
         // PURE: the milter wire protocol (version 6) as frames and typed messages. No sockets.
         .target(name: "MilterProtocol"),
         // SHELL: the MTA side of a milter session over unix/inet sockets, built on MilterProtocol.
         .target(name: "MilterClient", dependencies: ["MilterProtocol"]),
-        .executableTarget(name: "splitmilter", dependencies: ["SplitDaemon", "SplitSystem", argumentParser]),
+        .executableTarget(
+            name: "splitmilter", dependencies: ["SplitDaemon", "SplitSystem", "MilterProtocol", argumentParser]),
         .executableTarget(
             name: "milter-test",
             dependencies: ["SplitCore", "SplitSystem", "MilterProtocol", "MilterClient", argumentParser]

@@ -4,12 +4,13 @@
 
 import Glibc
 import Logging
+import MilterProtocol
 import SplitCore
 import SplitSystem
 
 public struct DaemonOptions: Sendable {
     public var rulesPath: String
-    public var socket: SocketSpec
+    public var socket: MilterEndpoint
     public var socketMode: UInt32
     /// nil: use group `postfix` when it exists.
     public var socketGroup: String?
@@ -22,7 +23,7 @@ public struct DaemonOptions: Sendable {
     public var spfCache: String?
 
     public init(
-        rulesPath: String, socket: SocketSpec, socketMode: UInt32, socketGroup: String?, instance: String,
+        rulesPath: String, socket: MilterEndpoint, socketMode: UInt32, socketGroup: String?, instance: String,
         noReply: NoReplyMode, dnsServer: ResolverDNS?, spfRefresh: Int, spfCache: String?
     ) {
         self.rulesPath = rulesPath
@@ -45,7 +46,7 @@ public enum NoReplyMode: String, Sendable, CaseIterable {
     case on
     case off
 
-    func enabled(for socket: SocketSpec) -> Bool {
+    func enabled(for socket: MilterEndpoint) -> Bool {
         switch self {
         case .on: true
         case .off: false
@@ -134,7 +135,7 @@ public enum Daemon {
         diagnostic.severity == .error ? .error : .warning
     }
 
-    static func resolveGroup(_ name: String?, for spec: SocketSpec, logger: Logger) throws -> gid_t? {
+    static func resolveGroup(_ name: String?, for spec: MilterEndpoint, logger: Logger) throws -> gid_t? {
         guard case .unix = spec else { return nil }
         let wanted = name ?? "postfix"
         if let number = gid_t(wanted) { return number }

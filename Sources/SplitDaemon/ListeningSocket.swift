@@ -8,7 +8,7 @@
 /// Nagle + delayed ACK for ~40–90 ms (research/spike.md §9).
 
 import Glibc
-import SplitSystem
+import MilterProtocol
 
 struct SocketError: Error, CustomStringConvertible {
     let description: String
@@ -16,7 +16,7 @@ struct SocketError: Error, CustomStringConvertible {
 
 struct ListeningSocket {
     let fd: Int32
-    let spec: SocketSpec
+    let spec: MilterEndpoint
     /// The unix socket's inode, so shutdown removes only the file this process created.
     let unixInode: ino_t?
 
@@ -24,11 +24,10 @@ struct ListeningSocket {
 
     static func errnoText() -> String { String(cString: strerror(errno)) }
 
-    static func open(_ spec: SocketSpec, mode: mode_t, group: gid_t?) throws -> ListeningSocket {
+    static func open(_ spec: MilterEndpoint, mode: mode_t, group: gid_t?) throws -> ListeningSocket {
         switch spec {
         case .unix(let path): return try openUnix(path, spec: spec, mode: mode, group: group)
-        case .inet(let host, let port): return try openInet(host, port, family: AF_INET, spec: spec)
-        case .inet6(let host, let port): return try openInet(host, port, family: AF_INET6, spec: spec)
+        case .inet(let host, let port): return try openInet(host, port, spec: spec)
         }
     }
 
@@ -55,7 +54,7 @@ struct ListeningSocket {
         }
     }
 
-    static func openUnix(_ path: String, spec: SocketSpec, mode: mode_t, group: gid_t?) throws -> ListeningSocket {
+    static func openUnix(_ path: String, spec: MilterEndpoint, mode: mode_t, group: gid_t?) throws -> ListeningSocket {
         var info = stat()
         if lstat(path, &info) == 0 {
             guard (info.st_mode & S_IFMT) == S_IFSOCK else {
@@ -105,9 +104,10 @@ struct ListeningSocket {
         return ListeningSocket(fd: fd, spec: spec, unixInode: inode)
     }
 
-    static func openInet(_ host: String, _ port: UInt16, family: Int32, spec: SocketSpec) throws -> ListeningSocket {
+    /// The address family follows from `host` (an IPv4 or IPv6 literal, or a name).
+    static func openInet(_ host: String, _ port: UInt16, spec: MilterEndpoint) throws -> ListeningSocket {
         var hints = addrinfo()
-        hints.ai_family = family
+        hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
         var list: UnsafeMutablePointer<addrinfo>? = nil

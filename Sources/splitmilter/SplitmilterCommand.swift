@@ -3,6 +3,7 @@
 import ArgumentParser
 import Glibc
 import Logging
+import MilterProtocol
 import SplitDaemon
 import SplitSystem
 
@@ -21,7 +22,10 @@ struct SplitmilterCommand: ParsableCommand {
     @Option(name: .long, help: "The rule file.")
     var rules = "/etc/splitmilter/splitmilter.rules"
 
-    @Option(name: .long, help: "Where to listen: unix:/path, inet:PORT@HOST or inet:HOST:PORT.")
+    @Option(
+        name: .long,
+        help: "Where to listen: unix:/path, inet:PORT@HOST or inet:HOST:PORT (no host: 127.0.0.1, not every interface)."
+    )
     var socket = "unix:/run/splitmilter/splitmilter.sock"
 
     @Option(name: .long, help: "Mode of a unix socket, octal.")
@@ -68,9 +72,9 @@ struct SplitmilterCommand: ParsableCommand {
         }
     }
 
-    func parsedSocket() throws -> SocketSpec {
+    func parsedSocket() throws -> MilterEndpoint {
         do {
-            return try SocketSpec.parse(socket)
+            return try MilterEndpoint(parsing: socket)
         } catch {
             throw ValidationError("\(error)")
         }
