@@ -453,14 +453,21 @@ struct ParserState {
             section.scopeKind = kind
             section.scopeReference = RuleReference(location: at, text: text)
         }
+        addUsers(args, listName: kind, allowFiles: true, at: at, into: &section.scopeUsers, location: location)
+    }
+
+    /// Adds user names, and with `allowFiles` the users of `file:PATH` lists, to `users`; a name
+    /// given twice is an error at its second position.
+    mutating func addUsers(
+        _ args: [Word], listName: String, allowFiles: Bool, at: SourceLocation, into users: inout Set<String>,
+        location: (Word) -> SourceLocation
+    ) {
         for word in args {
-            if word.text.hasPrefix("file:") {
+            if allowFiles, word.text.hasPrefix("file:") {
                 let listPath = RulePath.resolve(String(word.text.dropFirst(5)), relativeTo: at.file)
-                readUserList(listPath, at: location(word), into: &section.scopeUsers)
-            } else if let user = checkUserName(word.text, at: location(word)) {
-                if !section.scopeUsers.insert(user).inserted {
-                    error("duplicate user '\(user)' in '\(kind)' list", location(word))
-                }
+                readUserList(listPath, at: location(word), into: &users)
+            } else if let user = checkUserName(word.text, at: location(word)), !users.insert(user).inserted {
+                error("duplicate user '\(user)' in '\(listName)' list", location(word))
             }
         }
     }
@@ -582,14 +589,7 @@ extension ParserState {
         }
         if section.knownReference == nil { section.knownReference = RuleReference(location: at, text: text) }
         var users = section.knownUsers ?? []
-        for word in args {
-            if word.text.hasPrefix("file:") {
-                let listPath = RulePath.resolve(String(word.text.dropFirst(5)), relativeTo: at.file)
-                readUserList(listPath, at: location(word), into: &users)
-            } else if let user = checkUserName(word.text, at: location(word)), !users.insert(user).inserted {
-                error("duplicate user '\(user)' in 'known' list", location(word))
-            }
-        }
+        addUsers(args, listName: "known", allowFiles: true, at: at, into: &users, location: location)
         section.knownUsers = users
     }
 
@@ -602,11 +602,8 @@ extension ParserState {
             return
         }
         if section.anyClientReference == nil { section.anyClientReference = RuleReference(location: at, text: text) }
-        for word in args {
-            if let user = checkUserName(word.text, at: location(word)), !section.anyClientUsers.insert(user).inserted {
-                error("duplicate user '\(user)' in 'allow-any' list", location(word))
-            }
-        }
+        addUsers(
+            args, listName: "allow-any", allowFiles: false, at: at, into: &section.anyClientUsers, location: location)
     }
 
     /// CIDRs, `file:PATH` (one CIDR per line) and `spf:DOMAIN`.
