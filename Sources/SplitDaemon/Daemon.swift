@@ -1,6 +1,7 @@
-/// The daemon's life: load the rules, open the socket, register with libmilter, run until a
-/// stop signal, clean up. Everything fatal is printed before libmilter starts, because once
-/// `smfi_main` runs, libmilter reports its own failures only to syslog.
+/// The daemon's life: load the rules, open the socket, register with libmilter, give up root, tell
+/// systemd it is ready, run until a stop signal, clean up. Everything fatal is printed before
+/// libmilter starts, because once `smfi_main` runs, libmilter reports its own failures only to
+/// syslog.
 
 import Glibc
 import Logging
@@ -21,10 +22,12 @@ public struct DaemonOptions: Sendable {
     /// Seconds between refreshes of `spf:` sources; 0 refreshes only on SIGUSR1.
     public var spfRefresh: Int
     public var spfCache: String?
+    /// The user to become when started as root (nil: `splitmilter`); see `Privileges`.
+    public var user: String?
 
     public init(
         rulesPath: String, socket: MilterEndpoint, socketMode: UInt32, socketGroup: String?, instance: String,
-        noReply: NoReplyMode, dnsServer: ResolverDNS?, spfRefresh: Int, spfCache: String?
+        noReply: NoReplyMode, dnsServer: ResolverDNS?, spfRefresh: Int, spfCache: String?, user: String?
     ) {
         self.rulesPath = rulesPath
         self.socket = socket
@@ -35,6 +38,7 @@ public struct DaemonOptions: Sendable {
         self.dnsServer = dnsServer
         self.spfRefresh = spfRefresh
         self.spfCache = spfCache
+        self.user = user
     }
 }
 
@@ -58,6 +62,13 @@ public enum NoReplyMode: String, Sendable, CaseIterable {
 public enum Daemon {
     /// Runs the milter; returns the process exit status. `DaemonSignals.blockAll()` must have run.
     public static func run(_ options: DaemonOptions, logger: Logger) -> Int32 {
+        let account: Privileges.Target?
+        do {
+            account = try Privileges.target(options.user)
+        } catch {
+            logger.critical("\(error)")
+            return 1
+        }
         let loaded = RuleLoader.load(options.rulesPath)
         for diagnostic in loaded.diagnostics { logger.log(level: level(diagnostic), "\(diagnostic)") }
         guard let rules = loaded.ruleSet else {
@@ -94,41 +105,51 @@ public enum Daemon {
             try Libmilter.setConnection("fd:\(listener.fd)")
             try Libmilter.register(Callbacks.description())
             try Libmilter.openSocket()
+            // Threads start only after this: the reload and refresh threads below, libmilter's in main().
+            if let account { try Privileges.become(account) }
         } catch {
             logger.critical("\(error)")
             return 1
         }
+        let notifier = ServiceNotifier.fromEnvironment
         DaemonSignals.onReloadSignal {
-            reload()
+            notifier.reloading()
+            let status = reload()
             refresher.refresh()
+            notifier.ready(status: status)
         }
         if !rules.spfDomains.isEmpty { refresher.runSchedule() }
         let noReply = options.noReply.enabled(for: options.socket) ? "; no-reply steps on" : ""
+        let user = account.map { " as user \($0.name)" } ?? ""
         logger.info(
-            "listening on \(options.socket) with \(RuleReport.summary(rules)); SIGUSR1 reloads \(options.rulesPath)\(noReply)"
+            "listening on \(options.socket)\(user) with \(RuleReport.summary(rules)); SIGUSR1 reloads \(options.rulesPath)\(noReply)"
         )
+        // The socket listens: a connection made from now on is queued and served.
+        notifier.ready(status: "rules: \(RuleReport.summary(rules))")
         do {
             try Libmilter.main()
         } catch {
             logger.critical("\(error)")
             return 1
         }
+        notifier.stopping()
         logger.info("stopped")
         return 0
     }
 
-    /// Re-reads the rule file; on any error the old rules stay in force.
-    static func reload() {
+    /// Re-reads the rule file; on any error the old rules stay in force. Returns a status line.
+    static func reload() -> String {
         let logger = runtime.logger
         let path = runtime.settings.rulesPath
         let loaded = RuleLoader.load(path)
         for diagnostic in loaded.diagnostics { logger.log(level: level(diagnostic), "\(diagnostic)") }
         guard let rules = loaded.ruleSet else {
             logger.error("reload of \(path) failed with \(loaded.errors.count) error(s); keeping the previous rules")
-            return
+            return "reload failed with \(loaded.errors.count) error(s); previous rules in force"
         }
         runtime.replaceRules(rules)
         logger.info("reloaded \(path): \(RuleReport.summary(rules))")
+        return "rules: \(RuleReport.summary(rules))"
     }
 
     static func level(_ diagnostic: Diagnostic) -> Logger.Level {

@@ -38,22 +38,6 @@ struct ListeningSocket {
         if lstat(path, &info) == 0, info.st_ino == unixInode { unlink(path) }
     }
 
-    static func withUnixAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) throws -> T {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard bytes.count < capacity else { throw SocketError(description: "socket path '\(path)' is too long") }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in bytes.enumerated() { raw[index] = byte }
-        }
-        return withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                body($0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-    }
-
     static func openUnix(_ path: String, spec: MilterEndpoint, mode: mode_t, group: gid_t?) throws -> ListeningSocket {
         var info = stat()
         if lstat(path, &info) == 0 {
@@ -63,7 +47,7 @@ struct ListeningSocket {
             // A socket someone still accepts on belongs to a live daemon: never steal it.
             let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard probe >= 0 else { throw SocketError(description: "socket(): \(errnoText())") }
-            let connected = try withUnixAddress(path) { connect(probe, $0, $1) }
+            let connected = try UnixSocketAddress.with(path) { connect(probe, $0, $1) }
             let reason = errno
             close(probe)
             if connected == 0 {
@@ -80,18 +64,25 @@ struct ListeningSocket {
         guard fd >= 0 else { throw SocketError(description: "socket(): \(errnoText())") }
         // Created owner-only, then opened up to `mode`: no moment where the wrong user can connect.
         let oldMask = umask(0o177)
-        let bound = try withUnixAddress(path) { bind(fd, $0, $1) }
+        let bound = try UnixSocketAddress.with(path) { bind(fd, $0, $1) }
         let bindError = errno
         umask(oldMask)
         guard bound == 0 else {
             close(fd)
             throw SocketError(description: "cannot bind '\(path)': \(String(cString: strerror(bindError)))")
         }
-        if let group, chown(path, uid_t.max, group) != 0 {
+        var made = stat()
+        let found = lstat(path, &made) == 0
+        // In a setgid directory of group postfix (the packaged layout) the socket has its group
+        // already, and an unprivileged daemon needs no chown.
+        if let group, !(found && made.st_gid == group), chown(path, uid_t.max, group) != 0 {
             let text = errnoText()
             close(fd)
             unlink(path)
-            throw SocketError(description: "cannot set group of '\(path)': \(text)")
+            throw SocketError(
+                description:
+                    "cannot set group of '\(path)': \(text) (make its directory setgid with that group, or run as a member)"
+            )
         }
         guard chmod(path, mode) == 0, listen(fd, backlog) == 0 else {
             let text = errnoText()
@@ -99,9 +90,7 @@ struct ListeningSocket {
             unlink(path)
             throw SocketError(description: "cannot prepare '\(path)': \(text)")
         }
-        var created = stat()
-        let inode: ino_t? = lstat(path, &created) == 0 ? created.st_ino : nil
-        return ListeningSocket(fd: fd, spec: spec, unixInode: inode)
+        return ListeningSocket(fd: fd, spec: spec, unixInode: found ? made.st_ino : nil)
     }
 
     /// The address family follows from `host` (an IPv4 or IPv6 literal, or a name).

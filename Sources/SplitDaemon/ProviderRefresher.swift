@@ -87,6 +87,11 @@ final class ProviderRefresher: Sendable {
         refreshing.withLock { _ in
             let logger = runtime.logger
             let domains = runtime.currentRules.spfDomains
+            // No spf: sources, nothing to resolve or cache (an old cache file is left as it is).
+            guard !domains.isEmpty else {
+                runtime.replaceProviders(.empty)
+                return
+            }
             let old = runtime.providers.networks
             let resolution = ProviderResolution.resolve(domains, dns: dns)
             var networks: [String: [IPNetwork]] = [:]

@@ -8,6 +8,7 @@ struct MilterTest: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "milter-test",
         abstract: "Check splitmilter rules, explain them, and talk to any milter.",
+        version: SplitmilterVersion.string,
         subcommands: [Check.self, Explain.self, Send.self, Bench.self]
     )
 

@@ -16,7 +16,8 @@ struct SplitmilterCommand: ParsableCommand {
             file; at end-of-message it adds copy recipients and replaces rewritten ones, so Postfix's \
             own queue, transports and retries do the delivery. SIGTERM stops it; SIGUSR1 reloads \
             the rules (a rule file with errors keeps the old rules).
-            """
+            """,
+        version: SplitmilterVersion.string
     )
 
     @Option(name: .long, help: "The rule file.")
@@ -26,13 +27,26 @@ struct SplitmilterCommand: ParsableCommand {
         name: .long,
         help: "Where to listen: unix:/path, inet:PORT@HOST or inet:HOST:PORT (no host: 127.0.0.1, not every interface)."
     )
-    var socket = "unix:/run/splitmilter/splitmilter.sock"
+    var socket = "unix:/var/spool/postfix/splitmilter/splitmilter.sock"
 
     @Option(name: .long, help: "Mode of a unix socket, octal.")
     var socketMode = "0660"
 
     @Option(name: .long, help: "Group of a unix socket (default: postfix, when it exists).")
     var socketGroup: String?
+
+    @Option(
+        name: .long,
+        help: "Started as root: the user to become after opening the socket, before any mail (default: splitmilter)."
+    )
+    var user: String?
+
+    @Option(
+        name: .long,
+        help:
+            "Where to log: auto (standard error; with priorities when it is systemd's journal), stderr or syslog (facility mail)."
+    )
+    var log = "auto"
 
     @Option(name: .long, help: "This instance's name in the X-Splitmilter-Copied header (default: host name).")
     var instance: String?
@@ -67,8 +81,18 @@ struct SplitmilterCommand: ParsableCommand {
             throw ValidationError("--dns-server must be an IPv4 address with an optional :PORT")
         }
         guard spfRefresh >= 0 else { throw ValidationError("--spf-refresh must be 0 or more seconds") }
+        guard destination != nil else { throw ValidationError("--log must be one of auto, stderr, syslog") }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of debug, info, warning, error")
+        }
+    }
+
+    var destination: LogDestination? {
+        switch log {
+        case "auto": .automatic
+        case "stderr": .standardError
+        case "syslog": .syslog
+        default: nil
         }
     }
 
@@ -93,8 +117,10 @@ struct SplitmilterCommand: ParsableCommand {
             return
         }
         let level = Logger.Level(rawValue: logLevel) ?? .info
+        let destination = destination ?? .standardError
+        if destination == .syslog { LineLogHandler.openSyslog() }
         LoggingSystem.bootstrap { label in
-            var handler = StderrLogHandler(label: label)
+            var handler = LineLogHandler(label: label, destination: destination)
             handler.logLevel = level
             return handler
         }
@@ -107,7 +133,8 @@ struct SplitmilterCommand: ParsableCommand {
             noReply: NoReplyMode(rawValue: noReply) ?? .auto,
             dnsServer: dnsServer.flatMap(ResolverDNS.init(serverSpec:)),
             spfRefresh: spfRefresh,
-            spfCache: spfCache.isEmpty ? nil : spfCache
+            spfCache: spfCache.isEmpty ? nil : spfCache,
+            user: user
         )
         let status = Daemon.run(options, logger: Logger(label: "splitmilter"))
         if status != 0 { throw ExitCode(status) }

@@ -133,7 +133,7 @@ struct ReadmeTests {
             printed = try await ReadmeTests.shell(example.command)
         case .againstSplitmilter(let arguments, let maskTimings):
             let daemon = try await RunningMilter.start(try Paths.binary("splitmilter"), in: Paths.repository) { path in
-                arguments + ["--socket", "unix:" + path, "--socket-group", Processes.groupName]
+                arguments + ["--socket", "unix:" + path, "--socket-group", Processes.groupName] + Processes.daemonUser
             }
             printed = try await daemon.run { daemon in
                 // The output may name the socket: show it as the README does.

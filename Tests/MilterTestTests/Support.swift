@@ -100,6 +100,10 @@ enum Processes {
 
     static func exists(_ path: String) -> Bool { FileManager.default.isExecutableFile(atPath: path) }
 
+    /// Run as root (CI), the daemon must be given an unprivileged user to become, as an
+    /// administrator would: it refuses to handle mail as root.
+    static var daemonUser: [String] { geteuid() == 0 ? ["--user", "nobody"] : [] }
+
     /// The name of this process's group, for `--socket-group`, so no test needs root for that.
     static var groupName: String {
         guard let entry = getgrgid(getgid()), let name = entry.pointee.gr_name else { return "root" }
@@ -191,7 +195,7 @@ final class RunningMilter: @unchecked Sendable {
                 "--rules", rules, "--socket", "unix:" + path, "--socket-group", Processes.groupName, "--instance",
                 instance,
             ]
-                + extra
+                + Processes.daemonUser + extra
         }
     }
 
