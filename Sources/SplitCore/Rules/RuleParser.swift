@@ -219,10 +219,13 @@ struct ParserState {
                 trustAuthenticated = value.text == "yes"
                 trustAuthenticatedLocation = at
             case "copy", "rewrite", "only", "except", "user", "known", "allow-clients", "allow-any", "reject-text":
-                guard var current = section else {
+                // Taken out, not copied: a copy would share the section's tables, and the first edit
+                // would copy them whole, once per line (quadratic in `user` lines).
+                guard var current = section.take() else {
                     error("'\(keyword.text)' must be inside a 'domain' section", at)
                     return
                 }
+                defer { section = current }
                 switch keyword.text {
                 case "copy": parseCopy(args, at: at, text: text, into: &current, location: location)
                 case "rewrite": parseRewrite(args, at: at, text: text, into: &current, location: location)
@@ -251,7 +254,6 @@ struct ParserState {
                     current.rejectTextLocation = at
                 default: parseScope(keyword.text, args, at: at, text: text, into: &current, location: location)
                 }
-                section = current
             default:
                 error(
                     "unknown directive '\(keyword.text)'; expected one of: \(Self.directives)",
