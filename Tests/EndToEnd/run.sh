@@ -34,6 +34,8 @@ HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd -- "$HERE/../.." && pwd)
 # shellcheck source=scripts/lib/instance.sh
 source "$REPO/scripts/lib/instance.sh"
+# shellcheck source=scripts/lib/swift.sh
+source "$REPO/scripts/lib/swift.sh"
 
 ALL_SCENARIOS=(a b c d e f g h i j k l m)
 declare -A TITLE=(
@@ -1134,7 +1136,8 @@ main() {
     local t0=$SECONDS passed=0 failed=0 ran=()
     need || { say "e2e: 0 passed, ${#SELECTED[@]} failed"; exit 1; }
     if [[ -z ${SPLITMILTER:-} ]]; then
-        SPLITMILTER=$(cd "$REPO" && swift build --show-bin-path 2>/dev/null)/splitmilter
+        # As the checkout's owner, with swift from their PATH under sudo (scripts/lib/swift.sh).
+        swift_find && SPLITMILTER=$(swift_run build --show-bin-path 2>/dev/null)/splitmilter
     fi
     export SPLITMILTER
     if [[ ! -x $SPLITMILTER ]]; then
