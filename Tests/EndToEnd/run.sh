@@ -9,6 +9,10 @@
 # dnsmasq on 127.0.0.53 and a second daemon that refreshes on a schedule; scenario m has no
 # listener (it runs milter-test explain). Clients of j, k, l come from 127.0.0.2-5 (swaks
 # --local-interface); scenario j's listener offers SASL PLAIN (fixtures/fake-dovecot-auth.pl).
+# Laid out as a Debian server with the package: master.cf chroots smtpd (and cleanup, pickup, ...)
+# to the queue directory R/q; the daemons run as an unprivileged user (--user MILTER_USER,
+# default nobody) with copies of the rule files, their sockets in R/q/splitmilter (mode 2750,
+# group postfix: /var/spool/postfix/splitmilter), named unix:/splitmilter/NAME.sock in master.cf.
 # Scenarios:
 #   a  split delivery             b  dual delivery (only-list, alias, per-user copy)
 #   c  secondary MX (rewrite)     d  the copy is rejected: no bounce to the sender
@@ -26,6 +30,7 @@
 #                           milter-test is taken from the same directory (scenario m)
 #              KEEP=1       keep the scratch directory (its path is printed)
 #              VERBOSE=1    print every check, not only the failing ones
+#              MILTER_USER  the user the daemons run as (default nobody)
 # The last line of output is "e2e: N passed, M failed" (N, M count scenarios); exit 1 if M > 0.
 
 set -uo pipefail
@@ -192,29 +197,41 @@ setup() {
     L_SCHED_PORT=$((b + n + 6)) PLAIN_PORT=$((b + n + 7)) DNS_PORT=$((b + n + 8))
     DNS_SPEC=$DNS_ADDR:$DNS_PORT
 
-    pf_init "$R" mx.e2e.test || return 1
-    pf_split_mx "$R" "$R/splitmilter.sock" "$GOOGLE_PORT" "$PRIMARY_PORT" \
+    # The MX is laid out as on Debian: its master.cf chroots smtpd (and cleanup, pickup, ...) to
+    # the queue directory, and the daemons' sockets are in R/q/splitmilter (the packaged
+    # /var/spool/postfix/splitmilter: setgid, group postfix), which smtpd names
+    # unix:/splitmilter/NAME.sock. The daemons run as MILTER_USER (nobody), so they read copies of
+    # the rule files (the checkout may be where nobody cannot read, e.g. /root) and write their
+    # spf caches to R/state (the packaged /var/lib/splitmilter).
+    pf_init "$R" mx.e2e.test --chroot || return 1
+    SOCKDIR=$(milter_socket_dir "$R") || return 1
+    STATE=$(milter_state_dir "$R/state") || return 1
+    mkdir -p "$R/fixtures" && cp -- "$HERE"/fixtures/*.rules "$R/fixtures/" && chmod -R a+rX "$R/fixtures" || return 1
+    FIXTURES=$R/fixtures
+    pf_split_mx "$R" /splitmilter/splitmilter.sock "$GOOGLE_PORT" "$PRIMARY_PORT" \
         "gapps-down.example.org smtp:[127.0.0.1]:$GOOGLE_DOWN_PORT" || return 1
     guarded_domains || return 1
     if selected j; then
         # Scenario j's clients may log in: SASL PLAIN through Postfix's dovecot client, answered by
-        # the test's auth server (user carol, password e2e-secret).
-        LISTEN_OPTS[j]+=" -o smtpd_sasl_auth_enable=yes -o smtpd_sasl_type=dovecot -o smtpd_sasl_path=$R/auth.sock"
-        inst_spawn sasl "$R/logs/sasl.log" perl "$HERE/fixtures/fake-dovecot-auth.pl" "$R/auth.sock" carol e2e-secret
-        inst_wait 10 "the SASL server's socket $R/auth.sock" test -S "$R/auth.sock" || return 1
+        # the test's auth server (user carol, password e2e-secret), on R/q/sasl/auth: the path is
+        # relative to the queue directory, chroot or not.
+        LISTEN_OPTS[j]+=" -o smtpd_sasl_auth_enable=yes -o smtpd_sasl_type=dovecot -o smtpd_sasl_path=sasl/auth"
+        mkdir -p "$R/q/sasl" || return 1
+        inst_spawn sasl "$R/logs/sasl.log" perl "$HERE/fixtures/fake-dovecot-auth.pl" "$R/q/sasl/auth" carol e2e-secret
+        inst_wait 10 "the SASL server's socket $R/q/sasl/auth" test -S "$R/q/sasl/auth" || return 1
     fi
     for s in "${SELECTED[@]}"; do
         has_listener "$s" || continue
-        pf_listen "$R" "${PORT[$s]}" -o "smtpd_milters=unix:$R/milter-$s.sock" "${LISTEN_OPTS[$s]:-}" || return 1
+        pf_listen "$R" "${PORT[$s]}" --chroot -o "smtpd_milters=unix:/splitmilter/milter-$s.sock" "${LISTEN_OPTS[$s]:-}" || return 1
     done
     if selected g; then
-        pf_listen "$R" "$G_INET_PORT" -o "smtpd_milters=inet:127.0.0.1:$G_MILTER_PORT" || return 1
+        pf_listen "$R" "$G_INET_PORT" --chroot -o "smtpd_milters=inet:127.0.0.1:$G_MILTER_PORT" || return 1
     fi
     if selected k; then
-        pf_listen "$R" "$PLAIN_PORT" -o "smtpd_milters=" "${LISTEN_OPTS[k]}" || return 1
+        pf_listen "$R" "$PLAIN_PORT" --chroot -o "smtpd_milters=" "${LISTEN_OPTS[k]}" || return 1
     fi
     if selected l; then
-        pf_listen "$R" "$L_SCHED_PORT" -o "smtpd_milters=unix:$R/milter-l-sched.sock" "${LISTEN_OPTS[l]}" || return 1
+        pf_listen "$R" "$L_SCHED_PORT" --chroot -o "smtpd_milters=unix:/splitmilter/milter-l-sched.sock" "${LISTEN_OPTS[l]}" || return 1
         # The daemons of scenario l resolve spf:provider.example when they start.
         dns_serve 127.0.0.2 || return 1
     fi
@@ -275,15 +292,15 @@ start_milter() {
     local s=$1
     case $s in
     g) # Mode 0620, not the default 0660, so that scenario g sees the option applied.
-        milter_spawn milter-g "$HERE/fixtures/${RULES[g]}" "unix:$R/milter-g.sock" \
+        milter_spawn milter-g "$FIXTURES/${RULES[g]}" "unix:$SOCKDIR/milter-g.sock" \
             --socket-mode 0620 --socket-group postfix ;;
     l) # Refreshes on SIGUSR1 only; and a second daemon, every 2 s without a signal.
-        start_spf_milter milter-l 0 "$R/spf.cache" &&
-            start_spf_milter milter-l-sched 2 "$R/spf-sched.cache" ;;
+        start_spf_milter milter-l 0 "$STATE/spf.cache" &&
+            start_spf_milter milter-l-sched 2 "$STATE/spf-sched.cache" ;;
     h) # Its rule file is a scratch copy that the scenario rewrites.
-        cp -- "$HERE/fixtures/${RULES[h]}" "$R/reload.rules" &&
-            milter_start milter-h "$R/reload.rules" "$R/milter-h.sock" ;;
-    *) milter_start "milter-$s" "$HERE/fixtures/${RULES[$s]}" "$R/milter-$s.sock" ;;
+        cp -- "$FIXTURES/${RULES[h]}" "$R/reload.rules" &&
+            milter_start milter-h "$R/reload.rules" "$SOCKDIR/milter-h.sock" ;;
+    *) milter_start "milter-$s" "$FIXTURES/${RULES[$s]}" "$SOCKDIR/milter-$s.sock" ;;
     esac
 }
 
@@ -303,7 +320,17 @@ reset() {
 # Scenarios
 
 scenario_a() {
-    local p=${PORT[a]} id
+    local p=${PORT[a]} id pid
+
+    # a0: laid out as packaged: the daemon, started as root with --user, runs as MILTER_USER; its
+    # socket in the setgid socket directory has group postfix (mode 0660, opened before the switch).
+    pid=${INST_PIDS[milter-a]:-}
+    expect_eq "a0 the daemon runs as $MILTER_USER" "$MILTER_USER" "$(ps -o user= -p "$pid" 2>&1)"
+    expect_contains "a0 ... and says so" "milter-a.sock as user $MILTER_USER " "$(cat "$(milter_log milter-a)")"
+    expect_eq "a0 the socket directory: mode 2750, owner $MILTER_USER, group postfix" \
+        "2750 $MILTER_USER postfix" "$(stat -c '%a %U %G' -- "$SOCKDIR" 2>&1)"
+    expect_eq "a0 the socket: mode 660, group postfix" "socket 660 postfix" \
+        "$(stat -c '%F %a %G' -- "$SOCKDIR/milter-a.sock" 2>&1)"
 
     # a1: alice gets her local copy and exactly one Google copy, silent (NOTIFY=NEVER) and with
     # her original address as the DSN ORCPT.
@@ -325,6 +352,9 @@ scenario_a() {
         "$(pf_deliveries "$R" "$QID" "$MARK")"
     expect_match "a1 the daemon logged a decision with the queue id and rule file:line" \
         "$QID.*split\.rules:[0-9]+|split\.rules:[0-9]+.*$QID" "$(cat "$(milter_log milter-a)")"
+    # ... through an smtpd chrooted to the queue directory (it reached unix:/splitmilter/milter-a.sock).
+    pid=$(pgrep -f -- "^smtpd -n 127\.0\.0\.1:$p -t inet" | head -n 1)
+    expect_eq "a1 the listener's smtpd runs chrooted to $R/q" "$R/q" "$(readlink "/proc/${pid:-none}/root" 2>&1)"
 
     # a2: dave is excepted, localhost and example.net have no rules: no copy for anyone.
     id=$(msgid a2)
@@ -463,7 +493,7 @@ scenario_e() {
         fail "e1 the MX queue is empty" "Mail queue is empty" "$(pf_queue "$R")"; fi
 
     # The daemon comes back on the same (now stale) socket; Postfix's retry delivers everything.
-    milter_start milter-e "$HERE/fixtures/${RULES[e]}" "$R/milter-e.sock" ||
+    milter_start milter-e "$FIXTURES/${RULES[e]}" "$SOCKDIR/milter-e.sock" ||
         { fail "e the daemon restarts on its stale socket" "listening" "not listening"; return; }
     pf_flush "$R/sender" >/dev/null
     pf_wait_log "$R/sender" " $sqid: removed" 20 "$SMARK" || true
@@ -520,12 +550,14 @@ wait_daemon_log() {
     inst_wait "$3" "/$2/ in the log of $1" daemon_log_has "$1" "$2" "$4"
 }
 
-# daemon_once LOG ARGS...: run the daemon in the foreground for a start that must fail; bounded:
-# SIGTERM after 10 s (exit 124: it started serving), SIGKILL 3 s later. Sets ONCE_RC.
+# daemon_once LOG ARGS...: run the daemon (as MILTER_USER) in the foreground for a start that
+# must fail; bounded: SIGTERM after 10 s (exit 124: it started serving), SIGKILL 3 s later. Sets
+# ONCE_RC.
 daemon_once() {
     local log=$1
     shift
-    timeout -k 3 10 "$SPLITMILTER" "$@" </dev/null >"$log" 2>&1
+    milter_user_args
+    timeout -k 3 10 "$SPLITMILTER" "${MILTER_USER_ARGS[@]}" "$@" </dev/null >"$log" 2>&1
     ONCE_RC=$?
 }
 
@@ -563,7 +595,7 @@ expect_copy_to_alice() {
 # Scenario g: the daemon's --socket handling
 
 scenario_g() {
-    local sock=$R/milter-g.sock rules=$HERE/fixtures/${RULES[g]} log inode f before sum
+    local sock=$SOCKDIR/milter-g.sock rules=$FIXTURES/${RULES[g]} log inode f before sum
     local socket_options=(--socket-mode 0620 --socket-group postfix)
 
     # g1: the socket has the mode and group asked for (the owner is the daemon's user). 0620,
@@ -576,15 +608,15 @@ scenario_g() {
         'warning: .*[Mm]ilter' "$(pf_log_since "$R" "$MARK")"
     # ... and values other than Postfix's are applied as well. (This daemon serves no listener;
     # the cleanup stops it with the others, in parallel, rather than waiting here for libmilter.)
-    milter_spawn milter-g-other "$rules" "unix:$R/milter-g-other.sock" --socket-mode 0600 --socket-group nogroup ||
+    milter_spawn milter-g-other "$rules" "unix:$SOCKDIR/milter-g-other.sock" --socket-mode 0600 --socket-group nogroup ||
         { fail "g1 a daemon with --socket-mode 0600 --socket-group nogroup starts" "listening" "see above"; return; }
     expect_eq "g1 stat with --socket-mode 0600 --socket-group nogroup" "socket 600 root nogroup" \
-        "$(stat -c '%F %a %U %G' -- "$R/milter-g-other.sock" 2>&1)"
+        "$(stat -c '%F %a %U %G' -- "$SOCKDIR/milter-g-other.sock" 2>&1)"
     log=$R/logs/milter-g-badgroup.log
-    daemon_once "$log" --rules "$rules" --socket "unix:$R/milter-g-badgroup.sock" --socket-group no-such-group-e2e
+    daemon_once "$log" --rules "$rules" --socket "unix:$SOCKDIR/milter-g-badgroup.sock" --socket-group no-such-group-e2e
     expect_refused "g1 an unknown --socket-group is refused" "$log" "no-such-group-e2e"
-    if [[ -e $R/milter-g-badgroup.sock ]]; then
-        fail "g1 ... and leaves no socket behind" "no $R/milter-g-badgroup.sock" "$(ls -l -- "$R/milter-g-badgroup.sock")"
+    if [[ -e $SOCKDIR/milter-g-badgroup.sock ]]; then
+        fail "g1 ... and leaves no socket behind" "no $SOCKDIR/milter-g-badgroup.sock" "$(ls -l -- "$SOCKDIR/milter-g-badgroup.sock")"
     else ok "g1 ... and leaves no socket behind"; fi
 
     # g2: a second daemon on the live socket exits with an error and leaves the socket alone;
@@ -655,8 +687,8 @@ send_alice_bob() {
 }
 
 scenario_h() {
-    local sock=$R/milter-h.sock rules=$R/reload.rules mark pos line col
-    local fixture_broken=$HERE/fixtures/reload-broken.rules
+    local sock=$SOCKDIR/milter-h.sock rules=$R/reload.rules mark pos line col
+    local fixture_broken=$FIXTURES/reload-broken.rules
 
     # h1: the rules it started with copy every example.org user.
     send_alice_bob h1 || return
@@ -664,7 +696,7 @@ scenario_h() {
         "$(sink_addrs google "$ID")"
 
     # h2: the file now says "except alice"; SIGUSR1; the next connection no longer copies alice.
-    cp -- "$HERE/fixtures/reload-except.rules" "$rules"
+    cp -- "$FIXTURES/reload-except.rules" "$rules"
     mark=$(daemon_log_mark milter-h)
     kill -USR1 "${INST_PIDS[milter-h]}"
     if wait_daemon_log milter-h "reloaded .*reload\.rules" 10 "$mark"; then
@@ -702,7 +734,7 @@ scenario_h() {
     # research/spike.md §5), so SIGHUP cannot mean "reload" for a libmilter daemon, which is why
     # the reload signal is SIGUSR1. A second daemon (on its own socket) gets the SIGHUP at the
     # same time, since each stop takes libmilter up to 5 s.
-    milter_start milter-h-hup "$HERE/fixtures/reload-except.rules" "$R/milter-h-hup.sock" ||
+    milter_start milter-h-hup "$FIXTURES/reload-except.rules" "$SOCKDIR/milter-h-hup.sock" ||
         { fail "h5 a second daemon starts" "listening" "see above"; return; }
     kill -HUP "${INST_PIDS[milter-h-hup]}"
     if inst_signal milter-h TERM 8; then ok "h4 SIGTERM stops the daemon within 8 s"; else
@@ -712,7 +744,7 @@ scenario_h() {
     if inst_reap milter-h-hup 8; then ok "h5 SIGHUP stops the daemon within 8 s"; else
         fail "h5 SIGHUP stops the daemon within 8 s" "exited" "still running"; fi
     expect_eq "h5 exit status after SIGHUP" 0 "$INST_STATUS"
-    expect_no_socket h5 "$R/milter-h-hup.sock"
+    expect_no_socket h5 "$SOCKDIR/milter-h-hup.sock"
 }
 
 # expect_no_socket CHECK PATH: the daemon removed its socket file.
@@ -853,10 +885,10 @@ expect_milter_reject() {
 }
 
 # rule_line FIXTURE ERE: the line number of the first line of the fixture matching ERE.
-rule_line() { grep -nE -- "$2" "$HERE/fixtures/$1" | head -n 1 | cut -d: -f1; }
+rule_line() { grep -nE -- "$2" "$FIXTURES/$1" | head -n 1 | cut -d: -f1; }
 
 scenario_j() {
-    local p=${PORT[j]} mark rules=$HERE/fixtures/${RULES[j]} line
+    local p=${PORT[j]} mark rules=$FIXTURES/${RULES[j]} line
     mark=$(daemon_log_mark milter-j)
     line=$(rule_line "${RULES[j]}" '^ *allow-clients')
 
@@ -890,7 +922,7 @@ scenario_j() {
 }
 
 scenario_k() {
-    local p=${PORT[k]} mark rules=$HERE/fixtures/${RULES[k]} line qid log
+    local p=${PORT[k]} mark rules=$FIXTURES/${RULES[k]} line qid log
     mark=$(daemon_log_mark milter-k)
     line=$(rule_line "${RULES[k]}" '^ *known')
 
@@ -972,8 +1004,7 @@ dns_serve() {
 # start_spf_milter NAME REFRESH CACHE: a daemon with scenario l's rules on unix:ROOT/NAME.sock,
 # asking the test's DNS server, refreshing every REFRESH s (0: on SIGUSR1 only), caching in CACHE.
 start_spf_milter() {
-    milter_spawn "$1" "$HERE/fixtures/${RULES[l]}" "unix:$R/$1.sock" --socket-mode 0660 --socket-group postfix \
-        --dns-server "$DNS_SPEC" --spf-refresh "$2" --spf-cache "$3"
+    milter_spawn "$1" "$FIXTURES/${RULES[l]}" "unix:$SOCKDIR/$1.sock" --dns-server "$DNS_SPEC" --spf-refresh "$2" --spf-cache "$3"
 }
 
 # cache_line FILE: the provider.example line of a daemon's spf cache file.
@@ -991,7 +1022,7 @@ usr1_and_wait() {
 }
 
 scenario_l() {
-    local p=${PORT[l]} ps=$L_SCHED_PORT cache=$R/spf.cache log sched_mark mark
+    local p=${PORT[l]} ps=$L_SCHED_PORT cache=$STATE/spf.cache log sched_mark mark
     local nets_a nets_b
     nets_a=$(provider_networks 127.0.0.2)
     nets_b=$(provider_networks 127.0.0.3)
@@ -1001,7 +1032,7 @@ scenario_l() {
     expect_contains "l1 the daemon logged the list it resolved" "info: spf:provider.example: 7 networks" \
         "$(cat "$(milter_log milter-l)")"
     expect_eq "l1 its cache file" "$nets_a" "$(cache_line "$cache")"
-    expect_eq "l1 the scheduled daemon's cache file" "$nets_a" "$(cache_line "$R/spf-sched.cache")"
+    expect_eq "l1 the scheduled daemon's cache file" "$nets_a" "$(cache_line "$STATE/spf-sched.cache")"
 
     # l2: 127.0.0.2 (an ip4: term two includes down) may send to cache.example; 127.0.0.3 may not.
     guarded_send l2a "$p" 127.0.0.2 accept
@@ -1012,14 +1043,14 @@ scenario_l() {
     # source is an include loop, in neither DNS nor the cache: the daemon refuses to start and
     # names the domain and the loop.
     log=$R/logs/milter-l-loop.log
-    daemon_once "$log" --rules "$HERE/fixtures/provider-loop.rules" --socket "unix:$R/milter-l-loop.sock" \
-        --socket-group postfix --dns-server "$DNS_SPEC" --spf-refresh 0 --spf-cache "$R/spf-loop.cache"
+    daemon_once "$log" --rules "$FIXTURES/provider-loop.rules" --socket "unix:$SOCKDIR/milter-l-loop.sock" \
+        --dns-server "$DNS_SPEC" --spf-refresh 0 --spf-cache "$STATE/spf-loop.cache"
     expect_refused "l3 the daemon refuses to start" "$log" "cannot start: no allowed-client list for spf:loop.example"
     expect_contains "l3 ... and logs the loop" "spf:loop.example: include loop: loop.example -> loop2.example -> loop.example" \
         "$(cat "$log")"
     expect_no_match "l3 ... provider.example is not missing" 'cannot start:.*provider\.example' "$(cat "$log")"
-    if [[ -e $R/milter-l-loop.sock ]]; then
-        fail "l3 ... and leaves no socket" "no $R/milter-l-loop.sock" "$(ls -l -- "$R/milter-l-loop.sock")"
+    if [[ -e $SOCKDIR/milter-l-loop.sock ]]; then
+        fail "l3 ... and leaves no socket" "no $SOCKDIR/milter-l-loop.sock" "$(ls -l -- "$SOCKDIR/milter-l-loop.sock")"
     else ok "l3 ... and leaves no socket"; fi
 
     # l4: the record changes (127.0.0.3 in, 127.0.0.2 out) and SIGUSR1 refreshes: the daemon logs
@@ -1039,7 +1070,7 @@ scenario_l() {
             "$(daemon_log_since milter-l-sched "$sched_mark")"
     fi
     expect_no_match "l5 ... without any reload" 'reloaded ' "$(cat "$(milter_log milter-l-sched)")"
-    expect_eq "l5 its cache file follows" "$nets_b" "$(cache_line "$R/spf-sched.cache")"
+    expect_eq "l5 its cache file follows" "$nets_b" "$(cache_line "$STATE/spf-sched.cache")"
     guarded_send l5a "$ps" 127.0.0.3 accept
     guarded_send l5b "$ps" 127.0.0.2 reject "$L_TEXT"
 
@@ -1076,7 +1107,7 @@ scenario_l() {
 explain() { "$MILTER_TEST" explain "$@" --dns-server "$DNS_SPEC" 2>&1; }
 
 scenario_m() {
-    local out rules=$HERE/fixtures/${RULES[m]} line
+    local out rules=$FIXTURES/${RULES[m]} line
     MILTER_TEST=$(dirname -- "$SPLITMILTER")/milter-test
     if [[ ! -x $MILTER_TEST ]]; then
         fail "m milter-test next to the daemon" "an executable $MILTER_TEST" "none"
@@ -1102,10 +1133,10 @@ scenario_m() {
     expect_no_match "m3 ... no reject or tempfail" '^ *(reject|tempfail) ' "$out"
 
     # m4: scenario j's and k's rules: a trusted network; an unknown user.
-    out=$(explain "$HERE/fixtures/${RULES[j]}" --client 127.0.0.4 --rcpt x@cache.example)
+    out=$(explain "$FIXTURES/${RULES[j]}" --client 127.0.0.4 --rcpt x@cache.example)
     expect_match "m4 --client 127.0.0.4 (trusted-networks): allowed, and why" \
         '^ *client: trusted network 127\.0\.0\.4/32 \(.*guard\.rules:[0-9]+\)$' "$out"
-    out=$(explain "$HERE/fixtures/${RULES[k]}" --client 127.0.0.2 --rcpt mallory@users.example --rcpt bob+x@users.example)
+    out=$(explain "$FIXTURES/${RULES[k]}" --client 127.0.0.2 --rcpt mallory@users.example --rcpt bob+x@users.example)
     expect_match "m4 mallory@users.example: 550 5.1.1, and why" \
         '^ *reject 550 5\.1\.1 <mallory@users\.example>: Recipient address rejected: User unknown \(not a known user \(.*known\.rules:[0-9]+\)\)$' "$out"
     expect_eq "m4 bob+x@users.example is not refused" 1 "$(grep -cE '^ *(reject|tempfail) ' <<<"$out")"

@@ -11,7 +11,11 @@
 # Layout of one Postfix instance in directory D (the main one is the scratch root itself):
 #   D/pf/ config (main.cf, master.cf, texthash maps)   D/q/ queue   D/data/   D/maillog
 #   D/mail/<user>.mbox local deliveries (mode 1777; local(8) writes as nobody)
+#   D/q/splitmilter/ the daemons' sockets, laid out as the package lays out
+#       /var/spool/postfix/splitmilter (milter_socket_dir); a chrooted smtpd names them
+#       unix:/splitmilter/NAME.sock
 # Sinks dump into ROOT/<name>/, daemon and sink logs go to ROOT/logs/<name>.log.
+# The daemons run unprivileged: started as root, each is given --user MILTER_USER (default nobody).
 #
 # Naming: inst_* generic, pf_* Postfix, sink_* smtp-sink, milter_* the splitmilter daemon.
 
@@ -241,11 +245,14 @@ pf_postconf() {
     [[ -z $out ]] || printf '%s\n' "$out"
 }
 
-# pf_init DIR HOSTNAME: lay out an instance in DIR with a base config that delivers nothing and
-# relays nothing (default/relay transport = error). Add settings with pf_set, listeners with
-# pf_listen, maps with pf_map, then pf_start.
+# pf_init DIR HOSTNAME [--chroot]: lay out an instance in DIR with a base config that delivers
+# nothing and relays nothing (default/relay transport = error). Add settings with pf_set,
+# listeners with pf_listen, maps with pf_map, then pf_start. No service runs chrooted, so absolute
+# paths just work; with --chroot master.cf keeps Debian's chroot column (smtpd, cleanup, pickup,
+# smtp, ... chrooted to DIR/q; local, pipe, qmgr not): paths those open at run time, such as
+# unix: milter sockets, must then be relative to DIR/q, as on a Debian server.
 pf_init() {
-    local dir=$1 host=$2
+    local dir=$1 host=$2 chroot=${3:-}
     mkdir -p "$dir/pf" "$dir/q" "$dir/data" "$dir/mail" || return 1
     chmod 755 "$dir" "$dir/pf"
     chmod 1777 "$dir/mail"
@@ -274,7 +281,7 @@ smtpd_banner = \$myhostname ESMTP
 EOF
     cp /usr/share/postfix/master.cf.dist "$dir/pf/master.cf" || return 1
     pf_postconf "$dir" -MX smtp/inet || return 1      # no listener on :25
-    pf_postconf "$dir" -F '*/*/chroot = n' || return 1 # absolute socket and file paths just work
+    [[ $chroot == --chroot ]] || pf_postconf "$dir" -F '*/*/chroot = n' || return 1
 }
 
 # pf_set DIR 'name = value'...: edit main.cf.
@@ -284,11 +291,14 @@ pf_set() {
     pf_postconf "$dir" -e "$@" >/dev/null
 }
 
-# pf_listen DIR PORT [-o name=value]...: an smtpd listener on 127.0.0.1:PORT.
+# pf_listen DIR PORT [--chroot] [-o name=value]...: an smtpd listener on 127.0.0.1:PORT. With
+# --chroot it runs chrooted to the queue directory, as Debian's master.cf runs smtpd: the paths it
+# opens after start (unix: milter sockets, smtpd_sasl_path) are then relative to D/q.
 pf_listen() {
-    local dir=$1 port=$2
+    local dir=$1 port=$2 chroot=n
     shift 2
-    pf_postconf "$dir" -M -e "127.0.0.1:$port/inet = 127.0.0.1:$port inet n - n - - smtpd $*" >/dev/null
+    if [[ ${1:-} == --chroot ]]; then chroot=y && shift; fi
+    pf_postconf "$dir" -M -e "127.0.0.1:$port/inet = 127.0.0.1:$port inet n - $chroot - - smtpd $*" >/dev/null
 }
 
 # pf_service DIR 'name/type = master.cf line': add or replace a master.cf service.
@@ -373,8 +383,26 @@ pf_split_mx() {
 # write every instance's config before starting the first one.
 pf_start() {
     local dir=$1
+    pf_chroot_files "$dir" || return 1
     pf_cli "$dir" start || return 1
     INST_POSTFIX+=("$dir")
+}
+
+# pf_chroot_files DIR: what Debian's init does before every start: when a service of master.cf
+# runs chrooted, copy into the queue directory the files it needs there (etc/hosts, resolv.conf,
+# services, ..., the NSS libraries). Debian's own script, pointed at the instance by MAIL_CONFIG.
+pf_chroot_files() {
+    local dir=$1 script=/usr/lib/postfix/configure-instance.sh out
+    grep -Eq '^[^#[:space:]]+[[:space:]]+([^[:space:]]+[[:space:]]+){3}y[[:space:]]' "$dir/pf/master.cf" || return 0
+    if [[ ! -x $script ]]; then
+        inst_say "$dir/pf/master.cf chroots a service, and $script (Debian's postfix package) is missing"
+        return 1
+    fi
+    if ! out=$(MAIL_CONFIG=$dir/pf sh "$script" - 2>&1); then
+        inst_say "MAIL_CONFIG=$dir/pf $script failed:"
+        printf '%s\n' "$out" | sed 's/^/    | /' >&2
+        return 1
+    fi
 }
 
 # pf_stop DIR: stop the instance. `postfix stop` is SIGTERM to master plus a wait; when it cannot
@@ -471,14 +499,39 @@ sink_rcpts() {
 # ---------------------------------------------------------------------------------------------
 # The splitmilter daemon
 
-# milter_start NAME RULES SOCKET_PATH: run "$SPLITMILTER" on unix:SOCKET_PATH, group postfix
-# (Postfix connects as postfix), log to ROOT/logs/NAME.log; wait until it listens.
+# The user the daemons run as. Started as root (as here), the daemon opens its socket and then
+# becomes --user; the packaged unit starts it as that user instead. Either way it must be able to
+# read its rule file (SIGUSR1 reloads it unprivileged), create and remove sockets in the socket
+# directory and write its spf cache: see milter_socket_dir, milter_state_dir.
+MILTER_USER=${MILTER_USER:-nobody}
+
+# milter_socket_dir INSTANCE_DIR: make INSTANCE_DIR/q/splitmilter as the package makes
+# /var/spool/postfix/splitmilter: owner MILTER_USER (it creates and removes the sockets), group
+# postfix, mode 2750. The setgid bit gives every socket group postfix at birth, so Postfix may
+# connect (mode 0660) without any chown by the daemon. Prints the directory.
+milter_socket_dir() {
+    local d=$1/q/splitmilter
+    { mkdir -p "$d" && chown "$MILTER_USER:postfix" "$d" && chmod 2750 "$d"; } || return 1
+    printf '%s\n' "$d"
+}
+
+# milter_state_dir DIR: a directory MILTER_USER may write (for spf caches), as the package's
+# /var/lib/splitmilter. Prints it.
+milter_state_dir() {
+    { mkdir -p "$1" && chown "$MILTER_USER:" "$1" && chmod 0755 "$1"; } || return 1
+    printf '%s\n' "$1"
+}
+
+# milter_start NAME RULES SOCKET_PATH: run "$SPLITMILTER" on unix:SOCKET_PATH with the packaged
+# defaults (mode 0660, group postfix: Postfix connects as postfix), log to ROOT/logs/NAME.log;
+# wait until it listens.
 milter_start() {
-    milter_spawn "$1" "$2" "unix:$3" --socket-mode 0660 --socket-group postfix
+    milter_spawn "$1" "$2" "unix:$3"
 }
 
 # milter_spawn NAME RULES SOCKET_SPEC [DAEMON OPTION...]: run "$SPLITMILTER" --rules RULES
-# --socket SOCKET_SPEC with the given options in the background, log appended to
+# --socket SOCKET_SPEC (--user MILTER_USER when root) with the given options in the background,
+# log appended to
 # ROOT/logs/NAME.log; wait until it listens (unix:PATH, local:PATH, inet:PORT@HOST,
 # inet6:PORT@HOST or inet:HOST:PORT; for other specs it only waits 0.5 s and checks it runs).
 milter_spawn() {
@@ -496,7 +549,8 @@ milter_spawn() {
     *) listening=(sleep 0.5) ;;
     esac
     # Append: a restarted daemon keeps the earlier run's log above its own.
-    setsid "$SPLITMILTER" --rules "$rules" --socket "$spec" "$@" </dev/null >>"$log" 2>&1 &
+    milter_user_args
+    setsid "$SPLITMILTER" --rules "$rules" --socket "$spec" "${MILTER_USER_ARGS[@]}" "$@" </dev/null >>"$log" 2>&1 &
     INST_PIDS[$name]=$!
     local pid=$!
     local deadline=$((SECONDS + 15))
@@ -522,6 +576,13 @@ milter_spawn() {
         unset "INST_PIDS[$name]"
         return 1
     fi
+}
+
+# milter_user_args: set MILTER_USER_ARGS to the --user option of a daemon started from here
+# (none unless root).
+milter_user_args() {
+    MILTER_USER_ARGS=()
+    ((EUID != 0)) || MILTER_USER_ARGS=(--user "$MILTER_USER")
 }
 
 # milter_stop NAME [GRACE]: SIGTERM (libmilter takes up to ~5 s), SIGKILL after GRACE (6) s.
