@@ -7,7 +7,8 @@
 # rejects everything, and the primary MX of example.net. Scenario e adds a second private Postfix
 # as the sending MTA; scenario g a second listener whose milter is on inet:127.0.0.1; scenario l a
 # dnsmasq on 127.0.0.53 and a second daemon that refreshes on a schedule; scenario m has no
-# listener (it runs milter-test explain). Clients of j, k, l come from 127.0.0.2-5 (swaks
+# listener (it runs milter-test explain); scenario n neither: its daemon is the instance's
+# non_smtpd_milters, for mail submitted with Postfix's own sendmail(1). Clients of j, k, l come from 127.0.0.2-5 (swaks
 # --local-interface); scenario j's listener offers SASL PLAIN (fixtures/fake-dovecot-auth.pl).
 # Laid out as a Debian server with the package: master.cf chroots smtpd (and cleanup, pickup, ...)
 # to the queue directory R/q; the daemons run as an unprivileged user (--user MILTER_USER,
@@ -25,6 +26,8 @@
 #   l  spf: sources from a real DNS server: include chain, loop, change + SIGUSR1, DNS down, the
 #      cache at restart, the refresh schedule
 #   m  milter-test explain --client: the guard verdict and why
+#   n  sendmail(1) submissions (pickup, cleanup, non_smtpd_milters): one copy; the daemon down:
+#      the message waits in the maildrop queue, then gets its copy
 #
 # Environment: SPLITMILTER  the daemon binary (default: `swift build --show-bin-path`/splitmilter);
 #                           milter-test is taken from the same directory (scenario m)
@@ -42,7 +45,7 @@ source "$REPO/scripts/lib/instance.sh"
 # shellcheck source=scripts/lib/swift.sh
 source "$REPO/scripts/lib/swift.sh"
 
-ALL_SCENARIOS=(a b c d e f g h i j k l m)
+ALL_SCENARIOS=(a b c d e f g h i j k l m n)
 declare -A TITLE=(
     [a]="split delivery: local mailbox + one copy at Google, except dave"
     [b]="dual delivery: only alice bob carol, allie (alias of alice) copies to alice"
@@ -57,10 +60,11 @@ declare -A TITLE=(
     [k]="known users: mallory gets 550 5.1.1 at RCPT, alice and bob are delivered, no bounce"
     [l]="spf: sources from dnsmasq: the allowed set follows the record, survives DNS down and a restart"
     [m]="milter-test explain --client: reject and accept, with the reason"
+    [n]="sendmail(1) submission through non_smtpd_milters: one copy; daemon down: kept, copied later"
 )
 declare -A RULES=([a]=split.rules [b]=dual.rules [c]=secondary-mx.rules [d]=bounce.rules [e]=split.rules
     [f]=mda.rules [g]=split.rules [h]=reload.rules [i]=split.rules [j]=guard.rules [k]=known.rules
-    [l]=provider.rules [m]=provider.rules)
+    [l]=provider.rules [m]=provider.rules [n]=split.rules)
 
 # ---------------------------------------------------------------------------------------------
 # Checks
@@ -168,7 +172,7 @@ wait_done() {
 
 need() {
     local missing=() c
-    for c in postfix postconf postqueue postsuper smtp-sink swaks script setsid ss timeout; do
+    for c in postfix postconf postqueue postsuper sendmail smtp-sink swaks script setsid ss timeout; do
         command -v "$c" >/dev/null || missing+=("$c")
     done
     if ((${#missing[@]})); then
@@ -236,6 +240,11 @@ setup() {
         dns_serve 127.0.0.2 || return 1
     fi
     if selected i; then hostile_mailboxes || return 1; fi
+    if selected n; then
+        # Mail submitted with sendmail(1) never meets smtpd: cleanup (chrooted, as on Debian) asks
+        # non_smtpd_milters; milter_default_action = tempfail is already set (pf_mx_config).
+        pf_set "$R" "non_smtpd_milters = unix:/splitmilter/milter-n.sock" || return 1
+    fi
 
     if selected e; then
         # The sending MTA of scenario e: relays everything to the MX's scenario-e listener and
@@ -254,7 +263,7 @@ setup() {
     sink_start google-down "$GOOGLE_DOWN_PORT" -f RCPT -B "550 5.1.1 No such user here" || return 1
     sink_start primary "$PRIMARY_PORT" || return 1
     for s in "${SELECTED[@]}"; do
-        has_listener "$s" || continue
+        has_daemon "$s" || continue
         start_milter "$s" || return 1
     done
 
@@ -270,8 +279,10 @@ setup() {
 }
 
 selected() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
-# has_listener SCENARIO: the scenario has its own smtpd listener and daemon (m runs milter-test only).
-has_listener() { [[ $1 != m ]]; }
+# has_listener SCENARIO: the scenario has its own smtpd listener (m runs milter-test only; n's
+# daemon serves sendmail(1) submissions). has_daemon SCENARIO: it has its own daemon.
+has_listener() { [[ $1 != [mn] ]]; }
+has_daemon() { [[ $1 != m ]]; }
 
 # The clients of scenarios j, k, l come from 127.0.0.2-5, which /etc/hosts may not name: no
 # reverse lookup, so that no DNS outside the box is asked (or waited for).
@@ -1147,6 +1158,108 @@ scenario_m() {
     expect_match "m5 DNS down: the failed lookup is reported" '^spf:provider\.example: DNS lookup for TXT provider\.example failed' "$out"
     expect_match "m5 DNS down: tempfail 451 4.7.1, and why" \
         '^ *tempfail 451 4\.7\.1 .*\(client 127\.0\.0\.2 not allowed, and spf:provider\.example has no list yet' "$out"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Scenario n: mail submitted with Postfix's own sendmail(1)
+
+# submit FROM MSGID TO...: hand one message to the MX's sendmail(1), as root like a cron job or a
+# script would: postdrop writes it to the maildrop queue, pickup and cleanup take it from there.
+# Sets SENDMAIL_RC (sendmail exits 0 once the message is in the maildrop queue).
+submit() {
+    local from=$1 id=$2
+    shift 2
+    printf '%s\n' "From: $from" "To: $(IFS=,; echo "$*")" "Subject: e2e $id" "Message-Id: <$id>" "" "e2e $id" |
+        sendmail -C "$R/pf" -f "$from" -i -- "$@" >"$R/logs/sendmail-${id%%@*}.log" 2>&1
+    SENDMAIL_RC=$?
+}
+
+# picked_up MSGID OFFSET: wait (15 s) until cleanup queued the message (maillog after OFFSET);
+# set QID to its queue id.
+picked_up() {
+    local ere="postfix/cleanup\[[0-9]+\]: [0-9A-Za-z]+: message-id=<${1//./\\.}>"
+    QID=
+    pf_wait_log "$R" "$ere" 15 "$2" || return 1
+    QID=$(pf_log_since "$R" "$2" | grep -E -- "$ere" | sed -E 's/^.*\]: ([0-9A-Za-z]+): message-id=.*$/\1/' | tail -n 1)
+}
+
+# maildrop_files: how many messages wait in the MX's maildrop queue.
+maildrop_files() { find "$R/q/maildrop" -type f 2>/dev/null | wc -l; }
+
+# expect_local_copy CHECK MSGID: alice has the message once, Google has exactly one copy for
+# alice@gapps.example.org (one transaction, one recipient) carrying X-Splitmilter-Copied, and the
+# daemon logged the copy for QID.
+expect_local_copy() {
+    local check=$1 id=$2
+    expect_eq "$check alice.mbox holds the message once" 1 "$(mbox_count alice "$id")"
+    expect_eq "$check Google got it in exactly one transaction" 1 "$(sink_dumps google "$id" | grep -c .)"
+    expect_eq "$check ... for exactly alice@gapps.example.org" "<alice@gapps.example.org>" "$(sink_addrs google "$id")"
+    expect_match "$check the copy carries X-Splitmilter-Copied" '^X-Splitmilter-Copied:' \
+        "$(sink_dumps google "$id" | xargs -r cat)"
+    expect_match "$check the daemon logged the copy for $QID" "$QID: rcpt=<?alice@example\.org>? copy=alice@gapps\.example\.org " \
+        "$(cat "$(milter_log milter-n)")"
+}
+
+scenario_n() {
+    local id mark
+
+    # n1: sendmail to alice (copied) and dave (excepted): pickup -> cleanup -> the daemon through
+    # non_smtpd_milters (cleanup chrooted: unix:/splitmilter/milter-n.sock). Both are delivered;
+    # alice's copy reaches Google exactly once.
+    id=$(msgid n1)
+    submit sender@example.org "$id" alice@example.org dave@example.org
+    expect_eq "n1 sendmail exits 0" 0 "$SENDMAIL_RC"
+    if ! picked_up "$id" "$MARK"; then
+        fail "n1 pickup and cleanup queued it" "a cleanup line with message-id=<$id>" "$(pf_log_since "$R" "$MARK" | tail -n 5)"
+        return
+    fi
+    wait_done "$QID"
+    expect_match "n1 maillog: it came through pickup (uid 0), not smtpd" \
+        "postfix/pickup\[[0-9]+\]: $QID: uid=0 from=<sender@example\.org>" "$(pf_log_since "$R" "$MARK")"
+    expect_no_match "n1 maillog: no smtpd saw it" "postfix/smtpd\[[0-9]+\]: $QID:" "$(pf_log_since "$R" "$MARK")"
+    expect_local_copy n1 "$id"
+    expect_eq "n1 dave.mbox holds the message once" 1 "$(mbox_count dave "$id")"
+    expect_match "n1 maillog: the copy was sent to Google" \
+        "^to=<alice@gapps\.example\.org> .*relay=127\.0\.0\.1\[127\.0\.0\.1\]:$GOOGLE_PORT .*status=sent" \
+        "$(pf_deliveries "$R" "$QID" "$MARK")"
+
+    # n2: the daemon dies (kill -9: the socket stays, nobody listens). sendmail still exits 0 (the
+    # message is in the maildrop queue); cleanup cannot reach the milter and, milter_default_action
+    # being tempfail, refuses it for now: pickup leaves it in the maildrop queue. Nothing is
+    # delivered, nothing bounces.
+    inst_signal milter-n KILL 5
+    mark=$(pf_log_mark "$R")
+    id=$(msgid n2)
+    submit sender@example.org "$id" alice@example.org
+    expect_eq "n2 sendmail exits 0 while the daemon is down" 0 "$SENDMAIL_RC"
+    if pf_wait_log "$R" 'milter-reject: CONNECT from localhost\[127\.0\.0\.1\]: 4\.7\.1 ' 15 "$mark"; then
+        ok "n2 cleanup tempfailed it (4.7.1): the milter is unreachable"
+    else
+        fail "n2 cleanup tempfailed it (4.7.1): the milter is unreachable" "a milter-reject: CONNECT ... 4.7.1 line" \
+            "$(pf_log_since "$R" "$mark" | tail -n 5)"
+    fi
+    expect_match "n2 maillog: cleanup could not connect to the daemon's socket" \
+        'postfix/cleanup\[[0-9]+\]: warning: connect to Milter service unix:/splitmilter/milter-n\.sock' \
+        "$(pf_log_since "$R" "$mark")"
+    expect_eq "n2 the message waits in the maildrop queue" 1 "$(maildrop_files)"
+    expect_match "n2 ... and postqueue -p lists it for alice" '^ +alice@example\.org$' "$(pf_queue "$R")"
+    expect_eq "n2 nothing in alice.mbox yet" 0 "$(mbox_count alice "$id")"
+    expect_eq "n2 nothing at Google yet" "" "$(sink_addrs google "$id")"
+
+    # n3: the daemon is back; postqueue -f makes pickup scan the maildrop queue now (it would on
+    # its own within pickup's 60 s wake-up time): delivered, copied exactly once, no bounce.
+    milter_start milter-n "$FIXTURES/${RULES[n]}" "$SOCKDIR/milter-n.sock" ||
+        { fail "n3 the daemon restarts" "listening" "see above"; return; }
+    pf_flush "$R" >/dev/null
+    if ! picked_up "$id" "$mark"; then
+        fail "n3 pickup queued it once the daemon was back" "a cleanup line with message-id=<$id>" \
+            "$(pf_log_since "$R" "$mark" | tail -n 5)"
+        return
+    fi
+    wait_done "$QID"
+    expect_eq "n3 the maildrop queue is empty" 0 "$(maildrop_files)"
+    expect_local_copy n3 "$id"
+    expect_eq "n3 no DSN about it in sender.mbox" 0 "$(mbox_count sender "$id")"
 }
 
 # ---------------------------------------------------------------------------------------------
