@@ -8,7 +8,10 @@
 # as the sending MTA; scenario g a second listener whose milter is on inet:127.0.0.1; scenario l a
 # dnsmasq on 127.0.0.53 and a second daemon that refreshes on a schedule; scenario m has no
 # listener (it runs milter-test explain); scenario n neither: its daemon is the instance's
-# non_smtpd_milters, for mail submitted with Postfix's own sendmail(1). Clients of j, k, l come from 127.0.0.2-5 (swaks
+# non_smtpd_milters, for mail submitted with Postfix's own sendmail(1). Scenario o has a third
+# private Postfix that logs to syslog like a stock one, a daemon with --log syslog, and a private
+# rsyslogd on /dev/log: with o selected, the run happens in a private mount namespace
+# (unshare --mount), where rsyslogd's socket is bind-mounted over /dev/log. Clients of j, k, l come from 127.0.0.2-5 (swaks
 # --local-interface); scenario j's listener offers SASL PLAIN (fixtures/fake-dovecot-auth.pl).
 # Laid out as a Debian server with the package: master.cf chroots smtpd (and cleanup, pickup, ...)
 # to the queue directory R/q; the daemons run as an unprivileged user (--user MILTER_USER,
@@ -28,6 +31,7 @@
 #   m  milter-test explain --client: the guard verdict and why
 #   n  sendmail(1) submissions (pickup, cleanup, non_smtpd_milters): one copy; the daemon down:
 #      the message waits in the maildrop queue, then gets its copy
+#   o  --log syslog: the decision line, facility mail, in one file with Postfix's own lines
 #
 # Environment: SPLITMILTER  the daemon binary (default: `swift build --show-bin-path`/splitmilter);
 #                           milter-test is taken from the same directory (scenario m)
@@ -45,7 +49,7 @@ source "$REPO/scripts/lib/instance.sh"
 # shellcheck source=scripts/lib/swift.sh
 source "$REPO/scripts/lib/swift.sh"
 
-ALL_SCENARIOS=(a b c d e f g h i j k l m n)
+ALL_SCENARIOS=(a b c d e f g h i j k l m n o)
 declare -A TITLE=(
     [a]="split delivery: local mailbox + one copy at Google, except dave"
     [b]="dual delivery: only alice bob carol, allie (alias of alice) copies to alice"
@@ -61,10 +65,11 @@ declare -A TITLE=(
     [l]="spf: sources from dnsmasq: the allowed set follows the record, survives DNS down and a restart"
     [m]="milter-test explain --client: reject and accept, with the reason"
     [n]="sendmail(1) submission through non_smtpd_milters: one copy; daemon down: kept, copied later"
+    [o]="--log syslog: the copy decision with facility mail, next to Postfix's lines for the queue id"
 )
 declare -A RULES=([a]=split.rules [b]=dual.rules [c]=secondary-mx.rules [d]=bounce.rules [e]=split.rules
     [f]=mda.rules [g]=split.rules [h]=reload.rules [i]=split.rules [j]=guard.rules [k]=known.rules
-    [l]=provider.rules [m]=provider.rules [n]=split.rules)
+    [l]=provider.rules [m]=provider.rules [n]=split.rules [o]=split.rules)
 
 # ---------------------------------------------------------------------------------------------
 # Checks
@@ -98,6 +103,7 @@ fail() {
         [[ -e $log ]] && inst_tail "$log" 15
     done
     if [[ $SCENARIO == [lm] ]]; then inst_tail "$R/logs/dns.log" 10; fi
+    if [[ $SCENARIO == o ]]; then inst_tail "$R/syslog/mail.log" 15; fi
 }
 
 ok() { [[ ${VERBOSE:-0} == 1 ]] && say "  ok   $1"; return 0; }
@@ -240,6 +246,8 @@ setup() {
         dns_serve 127.0.0.2 || return 1
     fi
     if selected i; then hostile_mailboxes || return 1; fi
+    # Scenario o's own set-up: when it fails, only scenario o fails (saying why).
+    if selected o && ! syslog_instance; then O_UNAVAILABLE=${O_UNAVAILABLE:-"setting up its instance failed (see above)"}; fi
     if selected n; then
         # Mail submitted with sendmail(1) never meets smtpd: cleanup (chrooted, as on Debian) asks
         # non_smtpd_milters; milter_default_action = tempfail is already set (pf_mx_config).
@@ -268,6 +276,9 @@ setup() {
     done
 
     pf_start "$R" || return 1
+    if selected o && [[ -z ${O_UNAVAILABLE:-} ]] && ! { pf_start "$R/syslog" && inst_wait_port "${PORT[o]}" 10; }; then
+        O_UNAVAILABLE="its Postfix instance did not start (see above)"
+    fi
     if [[ -d $R/sender ]]; then
         pf_start "$R/sender" || return 1
         inst_wait_port "$SENDER_PORT" 10 || return 1
@@ -279,9 +290,10 @@ setup() {
 }
 
 selected() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
-# has_listener SCENARIO: the scenario has its own smtpd listener (m runs milter-test only; n's
-# daemon serves sendmail(1) submissions). has_daemon SCENARIO: it has its own daemon.
-has_listener() { [[ $1 != [mn] ]]; }
+# has_listener SCENARIO: the scenario has its own smtpd listener on the main instance (m runs
+# milter-test only; n's daemon serves sendmail(1) submissions; o has an instance of its own).
+# has_daemon SCENARIO: it has its own daemon.
+has_listener() { [[ $1 != [mno] ]]; }
 has_daemon() { [[ $1 != m ]]; }
 
 # The clients of scenarios j, k, l come from 127.0.0.2-5, which /etc/hosts may not name: no
@@ -308,6 +320,9 @@ start_milter() {
     l) # Refreshes on SIGUSR1 only; and a second daemon, every 2 s without a signal.
         start_spf_milter milter-l 0 "$STATE/spf.cache" &&
             start_spf_milter milter-l-sched 2 "$STATE/spf-sched.cache" ;;
+    o) # Logs to syslog, in the socket directory of scenario o's own instance.
+        [[ -z ${O_UNAVAILABLE:-} ]] || return 0
+        milter_spawn milter-o "$FIXTURES/${RULES[o]}" "unix:$R/syslog/q/splitmilter/milter-o.sock" --log syslog ;;
     h) # Its rule file is a scratch copy that the scenario rewrites.
         cp -- "$FIXTURES/${RULES[h]}" "$R/reload.rules" &&
             milter_start milter-h "$R/reload.rules" "$SOCKDIR/milter-h.sock" ;;
@@ -1263,6 +1278,93 @@ scenario_n() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Scenario o: --log syslog, beside Postfix's own lines
+
+# syslog(3) writes to /dev/log, always: a private rsyslogd gets it only through a private mount
+# namespace (bind-mounted over /dev/log there), which also leaves a desktop's journald alone.
+# in_mount_namespace ARGS...: run this script again in one, with ARGS; exit with its status. An
+# empty file serves as the mount point when /dev/log does not exist (CI), removed afterwards.
+# When no namespace can be made, carry on here: scenario o then fails, saying why (O_UNAVAILABLE).
+in_mount_namespace() {
+    local placeholder=0 rc err
+    if ! err=$(unshare --mount --propagation private true 2>&1); then
+        O_UNAVAILABLE="unshare --mount failed (${err:-no message}): scenario o needs a private mount namespace"
+        return 0
+    fi
+    if [[ ! -e /dev/log && ! -L /dev/log ]]; then : >/dev/log && placeholder=1; fi
+    E2E_MOUNT_NS=1 unshare --mount --propagation private -- bash "$0" "$@"
+    rc=$?
+    if ((placeholder)) && [[ -f /dev/log && ! -s /dev/log ]]; then rm -f /dev/log; fi
+    exit "$rc"
+}
+
+# syslog_instance: scenario o's MX, R/syslog: as the main one (Debian's chroots, the daemon's socket
+# in R/syslog/q/splitmilter, smtpd_milters = unix:/splitmilter/milter-o.sock in main.cf) but with
+# no maillog_file: Postfix logs to syslog, as a stock Debian Postfix does. Its listener is PORT[o].
+# Before it, rsyslogd (-n, private config and pid file) on R/syslog/rsyslog/log.sock, bind-mounted
+# over /dev/log, and on q/dev/log (what Debian's /etc/rsyslog.d/postfix.conf adds for chrooted
+# Postfix daemons): every message, as "facility.severity tag: message", to R/syslog/mail.log.
+syslog_instance() {
+    local d=$R/syslog c
+    if [[ -n ${O_UNAVAILABLE:-} ]]; then return 0; fi
+    for c in rsyslogd mount; do
+        command -v "$c" >/dev/null || { O_UNAVAILABLE="$c not found (apt-get install rsyslog mount)" && return 1; }
+    done
+    mkdir -p "$d/rsyslog" "$d/q/dev" || return 1
+    cat >"$d/rsyslog/rsyslog.conf" <<EOF
+global(workDirectory="$d/rsyslog")
+module(load="imuxsock" SysSock.Name="$d/rsyslog/log.sock" SysSock.RateLimit.Interval="0")
+input(type="imuxsock" Socket="$d/q/dev/log" RateLimit.Interval="0")
+template(name="e2e" type="string"
+    string="%syslogfacility-text%.%syslogseverity-text% %syslogtag%%msg:::sp-if-no-1st-sp%%msg:::drop-last-lf%\n")
+*.* action(type="omfile" file="$d/mail.log" template="e2e")
+EOF
+    inst_spawn rsyslog "$R/logs/rsyslog.log" rsyslogd -n -f "$d/rsyslog/rsyslog.conf" -i "$d/rsyslog/rsyslogd.pid"
+    if ! inst_wait 10 "rsyslogd's socket $d/rsyslog/log.sock" test -S "$d/rsyslog/log.sock"; then
+        inst_tail "$R/logs/rsyslog.log" 10 >&2
+        O_UNAVAILABLE="rsyslogd did not create its socket (see above)"
+        return 1
+    fi
+    mount --bind "$d/rsyslog/log.sock" /dev/log || { O_UNAVAILABLE="mount --bind over /dev/log failed" && return 1; }
+    pf_init "$d" syslog.e2e.test --chroot || return 1
+    pf_set "$d" "maillog_file =" || return 1
+    milter_socket_dir "$d" >/dev/null || return 1
+    pf_split_mx "$d" /splitmilter/milter-o.sock "$GOOGLE_PORT" "$PRIMARY_PORT" || return 1
+    pf_listen "$d" "${PORT[o]}" --chroot
+}
+
+scenario_o() {
+    local log=$R/syslog/mail.log pid id qid all
+    if [[ -n ${O_UNAVAILABLE:-} ]]; then
+        fail "o what it needs is there" "a private mount namespace, rsyslogd" "$O_UNAVAILABLE"
+        return
+    fi
+    pid=${INST_PIDS[milter-o]:-none}
+
+    # o1: one message to alice through the instance that logs to syslog: the daemon's copy
+    # decision, facility mail, ident splitmilter with its pid, the queue id, lands in the same
+    # file as Postfix's cleanup, qmgr and smtp lines for that queue id.
+    id=$(msgid o1)
+    send "${PORT[o]}" sender@example.org alice@example.org "$id"
+    expect_queued "o1 accepted" || return
+    qid=$QID
+    inst_wait 15 "'$qid: removed' in $log" grep -qF -- " $qid: removed" "$log" || true
+    all=$(cat -- "$log" 2>&1)
+    expect_match "o1 the daemon's decision: mail.info splitmilter[$pid]: $qid: rcpt=<alice@example.org> copy=..." \
+        "^mail\.info splitmilter\[$pid\]: $qid: rcpt=<alice@example\.org> copy=alice@gapps\.example\.org " "$all"
+    expect_match "o1 ... in one file with Postfix's cleanup line for $qid" \
+        "^mail\.info postfix/cleanup\[[0-9]+\]: $qid: message-id=<${id//./\\.}>" "$all"
+    expect_match "o1 ... qmgr's" "^mail\.info postfix/qmgr\[[0-9]+\]: $qid: from=<sender@example\.org>" "$all"
+    expect_match "o1 ... and the copy's delivery" \
+        "^mail\.info postfix/smtp\[[0-9]+\]: $qid: to=<alice@gapps\.example\.org>, .*status=sent" "$all"
+    expect_match "o1 the daemon's start line is there too" \
+        "^mail\.info splitmilter\[$pid\]: listening on unix:.*/milter-o\.sock as user $MILTER_USER " "$all"
+    expect_eq "o1 the daemon wrote nothing to standard error" "" "$(cat -- "$(milter_log milter-o)")"
+    expect_eq "o1 alice's mailbox holds the message once" 1 "$(grep -cixF -- "Message-Id: <$id>" "$R/syslog/mail/alice.mbox" 2>/dev/null)"
+    expect_eq "o1 Google got exactly alice@gapps.example.org" "<alice@gapps.example.org>" "$(sink_addrs google "$id")"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Main
 
 main() {
@@ -1279,6 +1381,7 @@ main() {
 
     local t0=$SECONDS passed=0 failed=0 ran=()
     need || { say "e2e: 0 passed, ${#SELECTED[@]} failed"; exit 1; }
+    if selected o && [[ -z ${E2E_MOUNT_NS:-} ]]; then in_mount_namespace "${SELECTED[@]}"; fi
     if [[ -z ${SPLITMILTER:-} ]]; then
         # As the checkout's owner, with swift from their PATH under sudo (scripts/lib/swift.sh).
         swift_find && SPLITMILTER=$(swift_run build --show-bin-path 2>/dev/null)/splitmilter
