@@ -42,9 +42,13 @@ enum Callbacks {
         d.xxfi_negotiate = { ctx, f0, f1, _, _, pf0, pf1, pf2, pf3 in
             Callbacks.guarded(ctx, .negotiate) { ctx in try Callbacks.negotiate(ctx, f0, f1, pf0, pf1, pf2, pf3) }
         }
-        d.xxfi_connect = { ctx, _, address in
+        d.xxfi_connect = { ctx, hostName, address in
             Callbacks.guarded(ctx, .connect) { ctx in
-                Callbacks.session(ctx).clientAddress = address.flatMap(Callbacks.ipAddress)
+                let session = Callbacks.session(ctx)
+                let endpoint = address.flatMap(Callbacks.ipAddress)
+                session.clientHostName = hostName.map { String(cString: $0) }
+                session.clientAddress = endpoint?.address
+                session.clientPort = endpoint?.port
                 return SMFIS_CONTINUE
             }
         }
@@ -145,20 +149,22 @@ enum Callbacks {
         return result
     }
 
-    /// The client's address from xxfi_connect; nil for non-IP clients (local submission).
-    static func ipAddress(_ address: UnsafeMutablePointer<sockaddr>) -> IPAddress? {
+    /// The client's address and TCP port from xxfi_connect; nil for non-IP clients (an smtpd on a
+    /// unix socket). Postfix's emulated session for sendmail(1) gives 127.0.0.1, port 0.
+    static func ipAddress(_ address: UnsafeMutablePointer<sockaddr>) -> (address: IPAddress, port: UInt16)? {
         switch Int32(address.pointee.sa_family) {
         case AF_INET:
             return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
-                .v4(UInt32(bigEndian: $0.pointee.sin_addr.s_addr))
+                (.v4(UInt32(bigEndian: $0.pointee.sin_addr.s_addr)), UInt16(bigEndian: $0.pointee.sin_port))
             }
         case AF_INET6:
             return address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
-                withUnsafeBytes(of: pointer.pointee.sin6_addr) { bytes in
+                let ip = withUnsafeBytes(of: pointer.pointee.sin6_addr) { bytes in
                     let high = bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
                     let low = bytes.suffix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                    return .v6(high: high, low: low)
+                    return IPAddress.v6(high: high, low: low)
                 }
+                return (ip, UInt16(bigEndian: pointer.pointee.sin6_port))
             }
         default:
             return nil
@@ -197,7 +203,9 @@ enum Callbacks {
             providers: runtime.providers)
         switch decision.verdict {
         case .accept:
-            break
+            if decision.guardWaived, let note = decision.guardNote {
+                runtime.logger.info("\(Libmilter.macro(ctx, "i") ?? "NOQUEUE"): rcpt=\(raw) \(note)")
+            }
         case .reject(let reply, let because), .tempfail(let reply, let because):
             let queueID = Libmilter.macro(ctx, "i") ?? "NOQUEUE"
             runtime.logger.info("\(queueID): reject: rcpt=\(raw) \(reply) (\(because))")

@@ -12,7 +12,10 @@ final class Session {
     /// The SMFIP_NR_* steps negotiated: their callbacks must answer NOREPLY, whatever happens.
     var noReplySteps: UInt = 0
     var plan = MessagePlan()
+    /// The client as xxfi_connect gave it: host name, IP address and TCP port (nil for a non-IP client).
+    var clientHostName: String?
     var clientAddress: IPAddress?
+    var clientPort: UInt16?
     var authenticatedAs: String?
     /// Set when the plan could not hold every recipient, or a no-reply step failed: the message is
     /// then refused at EOM rather than delivered without its edits.
@@ -20,7 +23,10 @@ final class Session {
 
     init(rules: RuleSet) { self.rules = rules }
 
-    var client: ClientContext { ClientContext(address: clientAddress, authenticatedAs: authenticatedAs) }
+    var client: ClientContext {
+        ClientContext(
+            address: clientAddress, port: clientPort, hostName: clientHostName, authenticatedAs: authenticatedAs)
+    }
 
     func startMessage(authenticatedAs: String?) {
         plan = MessagePlan()

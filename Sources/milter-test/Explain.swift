@@ -31,6 +31,12 @@ extension MilterTest {
         @Option(help: "The SMTP client's IP address, for allow-clients rules.")
         var client: String?
 
+        @Flag(
+            help:
+                "The message is a local submission (sendmail(1) through non_smtpd_milters): Postfix's emulated client localhost, 127.0.0.1, port 0, which no guard refuses."
+        )
+        var localSubmission = false
+
         @Option(help: "The SMTP client's HELO name (shown only; no rule uses it).")
         var helo: String?
 
@@ -54,6 +60,9 @@ extension MilterTest {
             if let client, IPAddress(client) == nil {
                 throw ValidationError("--client '\(client)' is not an IP address")
             }
+            if localSubmission, client != nil {
+                throw ValidationError("--local-submission is the client 127.0.0.1, port 0: leave out --client")
+            }
             if let dnsServer, ResolverDNS(serverSpec: dnsServer) == nil {
                 throw ValidationError("--dns-server '\(dnsServer)' is not IPv4[:PORT]")
             }
@@ -71,7 +80,13 @@ extension MilterTest {
             let loaded = RuleLoader.load(rules)
             for diagnostic in loaded.diagnostics { print(diagnostic, to: &standardError) }
             guard let ruleSet = loaded.ruleSet else { throw ExitCode.failure }
-            let context = ClientContext(address: client.flatMap(IPAddress.init), authenticatedAs: authenticatedAs)
+            let local = ClientContext.localSubmission
+            let context =
+                localSubmission
+                ? ClientContext(
+                    address: local.address, port: local.port, hostName: local.hostName,
+                    authenticatedAs: authenticatedAs)
+                : ClientContext(address: client.flatMap(IPAddress.init), authenticatedAs: authenticatedAs)
             let providers = ProviderResolution.resolve(
                 ruleSet.spfDomains, dns: dnsServer.flatMap(ResolverDNS.init(serverSpec:)) ?? ResolverDNS())
             for (domain, problem) in providers.failures.sorted(by: { $0.key < $1.key }) {

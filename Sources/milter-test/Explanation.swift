@@ -38,7 +38,7 @@ struct Explanation {
         for decision in decisions {
             out += "rcpt \(decision.recipient): \(Self.describe(decision.selection))\n"
             if decision.verdict != .accept { out += "  \(Self.describe(decision.verdict))\n" }
-            if let note = decision.guardNote { out += "  client: \(note)\n" }
+            if let note = decision.guardNote { out += decision.guardWaived ? "  \(note)\n" : "  client: \(note)\n" }
             for copy in decision.copies { out += "  copy \(copy.address)  [\(copy.rule)]\n" }
             if let rewrite = decision.rewrite { out += "  rewrite to \(rewrite.address)  [\(rewrite.rule)]\n" }
             for problem in decision.problems { out += "  problem: \(problem)\n" }

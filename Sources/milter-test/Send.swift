@@ -21,6 +21,11 @@ extension MilterTest {
                 not awaited. A reject or tempfail at rcpt refuses that recipient only; any \
                 other answer but continue ends the session.
 
+                --local-submission connects as Postfix's cleanup(8) does for mail submitted \
+                with sendmail(1) when non_smtpd_milters is set: client localhost, address \
+                127.0.0.1, port 0. No SMTP client has port 0; splitmilter's guards do not \
+                refuse such a session, because Postfix cannot take a refusal there.
+
                 --from and --rcpt take an address and optional ESMTP arguments, for example \
                 --rcpt 'bob@example.org NOTIFY=NEVER'. Macros are Postfix's default lists \
                 (j, {daemon_name}, {mail_addr}, {rcpt_addr}, …); --macro NAME=VALUE sets or \
@@ -47,11 +52,17 @@ extension MilterTest {
         @Option(help: "The message as an RFC 5322 file, or - for standard input. Default: a small test message.")
         var message: String?
 
-        @Option(help: "The SMTP client's address, IP[:PORT].")
-        var client = "127.0.0.1"
+        @Option(help: "The SMTP client's address, IP[:PORT] (default: 127.0.0.1, port 0).")
+        var client: String?
 
-        @Option(help: "The SMTP client's host name as Postfix reports it.")
-        var clientName = "unknown"
+        @Option(help: "The SMTP client's host name as Postfix reports it (default: unknown).")
+        var clientName: String?
+
+        @Flag(
+            help:
+                "Connect as Postfix's cleanup(8) does for mail submitted with sendmail(1) (non_smtpd_milters): client localhost, 127.0.0.1, port 0."
+        )
+        var localSubmission = false
 
         @Option(help: "The HELO name.")
         var helo = "localhost"
@@ -71,10 +82,15 @@ extension MilterTest {
         func validate() throws {
             do {
                 _ = try MilterEndpoint(parsing: socket)
-                _ = try ClientAddress(parsing: client)
+                _ = try ClientAddress(parsing: client ?? "127.0.0.1")
                 _ = try macros.map(Macro.init(assignment:))
             } catch {
                 throw ValidationError(String(describing: error))
+            }
+            if localSubmission, client != nil || clientName != nil {
+                throw ValidationError(
+                    "--local-submission is the client localhost, 127.0.0.1, port 0: leave out --client and --client-name"
+                )
             }
             guard timeout > 0 else { throw ValidationError("--timeout must be more than 0 seconds") }
         }
@@ -106,8 +122,9 @@ extension MilterTest {
                 Transaction.Address.init(parsing:)
             )
             return Transaction(
-                clientName: clientName,
-                client: try ClientAddress(parsing: client),
+                clientName: localSubmission ? "localhost" : clientName ?? "unknown",
+                client: localSubmission
+                    ? .inet("127.0.0.1", port: 0) : try ClientAddress(parsing: client ?? "127.0.0.1"),
                 helo: helo,
                 sender: sender,
                 recipients: recipients,

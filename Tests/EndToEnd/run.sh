@@ -7,7 +7,7 @@
 # rejects everything, and the primary MX of example.net. Scenario e adds a second private Postfix
 # as the sending MTA; scenario g a second listener whose milter is on inet:127.0.0.1; scenario l a
 # dnsmasq on 127.0.0.53 and a second daemon that refreshes on a schedule; scenario m has no
-# listener (it runs milter-test explain); scenario n neither: its daemon is the instance's
+# listener (it runs milter-test explain); scenario n's daemon is also the instance's
 # non_smtpd_milters, for mail submitted with Postfix's own sendmail(1). Scenario o has a third
 # private Postfix that logs to syslog like a stock one, a daemon with --log syslog, and a private
 # rsyslogd on /dev/log: with o selected, the run happens in a private mount namespace
@@ -30,7 +30,9 @@
 #      cache at restart, the refresh schedule
 #   m  milter-test explain --client: the guard verdict and why
 #   n  sendmail(1) submissions (pickup, cleanup, non_smtpd_milters): one copy; the daemon down:
-#      the message waits in the maildrop queue, then gets its copy
+#      the message waits in the maildrop queue, then gets its copy; guarded domains: no guard
+#      refuses a local submission (Postfix could not take it), the same recipients over SMTP are
+#      refused
 #   o  --log syslog: the decision line, facility mail, in one file with Postfix's own lines
 #
 # Environment: SPLITMILTER  the daemon binary (default: `swift build --show-bin-path`/splitmilter);
@@ -64,12 +66,12 @@ declare -A TITLE=(
     [k]="known users: mallory gets 550 5.1.1 at RCPT, alice and bob are delivered, no bounce"
     [l]="spf: sources from dnsmasq: the allowed set follows the record, survives DNS down and a restart"
     [m]="milter-test explain --client: reject and accept, with the reason"
-    [n]="sendmail(1) submission through non_smtpd_milters: one copy; daemon down: kept, copied later"
+    [n]="sendmail(1) through non_smtpd_milters: one copy; daemon down: kept, copied later; guards pass it"
     [o]="--log syslog: the copy decision with facility mail, next to Postfix's lines for the queue id"
 )
 declare -A RULES=([a]=split.rules [b]=dual.rules [c]=secondary-mx.rules [d]=bounce.rules [e]=split.rules
     [f]=mda.rules [g]=split.rules [h]=reload.rules [i]=split.rules [j]=guard.rules [k]=known.rules
-    [l]=provider.rules [m]=provider.rules [n]=split.rules [o]=split.rules)
+    [l]=provider.rules [m]=provider.rules [n]=sendmail.rules [o]=split.rules)
 
 # ---------------------------------------------------------------------------------------------
 # Checks
@@ -291,9 +293,10 @@ setup() {
 
 selected() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
 # has_listener SCENARIO: the scenario has its own smtpd listener on the main instance (m runs
-# milter-test only; n's daemon serves sendmail(1) submissions; o has an instance of its own).
+# milter-test only; o has an instance of its own). n's daemon serves its listener and the
+# instance's sendmail(1) submissions (non_smtpd_milters).
 # has_daemon SCENARIO: it has its own daemon.
-has_listener() { [[ $1 != [mno] ]]; }
+has_listener() { [[ $1 != [mo] ]]; }
 has_daemon() { [[ $1 != m ]]; }
 
 # The clients of scenarios j, k, l come from 127.0.0.2-5, which /etc/hosts may not name: no
@@ -1275,6 +1278,77 @@ scenario_n() {
     expect_eq "n3 the maildrop queue is empty" 0 "$(maildrop_files)"
     expect_local_copy n3 "$id"
     expect_eq "n3 no DSN about it in sender.mbox" 0 "$(mbox_count sender "$id")"
+
+    scenario_n_guards
+}
+
+# scenario_n_guards: n4, n5. cleanup's emulated session for a sendmail(1) submission (localhost,
+# 127.0.0.1, port 0) cannot take a refusal at RCPT ("milter configuration error: can't reject
+# recipient in non-smtpd(8) submission": the message would stay in the maildrop queue, retried
+# every 60 s for ever), so no guard refuses it; over SMTP from 127.0.0.1 (the same address and
+# name, a real port) the same recipients are refused at RCPT.
+scenario_n_guards() {
+    local id mark dmark log dlog qid rules=$FIXTURES/${RULES[n]} aline kline
+    aline=$(rule_line "${RULES[n]}" '^ *allow-clients')
+    kline=$(rule_line "${RULES[n]}" '^ *known')
+
+    # n4: sendmail to alice@cache.example (allow-clients 127.0.0.2 only; 127.0.0.1 is not trusted)
+    # and mallory@users.example (not a known user). Both are accepted: alice@cache.example is
+    # delivered (the catch-all: alice@example.org); mallory gets the Google copy of users.example,
+    # and the local delivery is Postfix's own business: local(8) has no such user and bounces it to
+    # the sender. Nothing waits in the maildrop queue.
+    mark=$(pf_log_mark "$R")
+    dmark=$(daemon_log_mark milter-n)
+    id=$(msgid n4)
+    submit sender@example.org "$id" alice@cache.example mallory@users.example
+    expect_eq "n4 sendmail exits 0" 0 "$SENDMAIL_RC"
+    if ! picked_up "$id" "$mark"; then
+        fail "n4 pickup and cleanup queued it" "a cleanup line with message-id=<$id>" \
+            "$(pf_log_since "$R" "$mark" | grep -E "cleanup|pickup" | tail -n 5)"
+        return
+    fi
+    qid=$QID
+    wait_done "$qid"
+    pf_wait_log "$R" " to=<sender@example\.org>.*status=sent" 10 "$mark" || true
+    log=$(pf_log_since "$R" "$mark")
+    expect_eq "n4 the maildrop queue is empty" 0 "$(maildrop_files)"
+    expect_no_match "n4 maillog: no milter-reject, no \"can't reject recipient\"" "milter-reject|can't reject recipient" "$log"
+    expect_eq "n4 alice.mbox holds the message once (alice@cache.example)" 1 "$(mbox_count alice "$id")"
+    expect_eq "n4 Google got mallory's copy, and only that" "<mallory@gapps.example.org>" "$(sink_addrs google "$id")"
+    expect_match "n4 maillog: local(8) bounced mallory itself" \
+        '^to=<mallory@example\.org> orig_to=<mallory@users\.example> relay=local .*status=bounced' \
+        "$(pf_deliveries "$R" "$qid" "$mark")"
+    expect_eq "n4 the sender got Postfix's DSN about mallory" 1 "$(mbox_count sender "$id")"
+    dlog=$(daemon_log_since milter-n "$dmark")
+    expect_contains "n4 the daemon logged alice@cache.example: guard not applied, and what it would have said" \
+        "info: $qid: rcpt=alice@cache.example guard not applied: local submission (sendmail), Postfix cannot refuse it here; otherwise 550 5.7.1 (client 127.0.0.1 not in allow-clients ($rules:$aline))" \
+        "$dlog"
+    expect_contains "n4 ... and mallory@users.example" \
+        "info: $qid: rcpt=mallory@users.example guard not applied: local submission (sendmail), Postfix cannot refuse it here; otherwise 550 5.1.1 (not a known user ($rules:$kline))" \
+        "$dlog"
+    expect_no_match "n4 the daemon refused nothing" 'reject:|error' "$dlog"
+
+    # n5: the same recipients, and bob@users.example, over SMTP from 127.0.0.1 to scenario n's
+    # listener (the same daemon): refused at RCPT as always; bob is delivered with his copy.
+    dmark=$(daemon_log_mark milter-n)
+    id=$(msgid n5)
+    send "${PORT[n]}" sender@example.org alice@cache.example,mallory@users.example,bob@users.example "$id" \
+        --local-interface 127.0.0.1
+    expect_eq "n5 RCPT alice@cache.example from 127.0.0.1: refused" "550 5.7.1 $J_TEXT" "$(rcpt_reply alice@cache.example)"
+    expect_eq "n5 RCPT mallory@users.example from 127.0.0.1: refused" \
+        "550 5.1.1 <mallory@users.example>: Recipient address rejected: User unknown" "$(rcpt_reply mallory@users.example)"
+    expect_match "n5 RCPT bob@users.example: 250" '^250 ' "$(rcpt_reply bob@users.example)"
+    expect_queued "n5 accepted for bob" || return
+    wait_done "$QID"
+    expect_eq "n5 bob.mbox holds the message once" 1 "$(mbox_count bob "$id")"
+    expect_eq "n5 alice.mbox does not have it" 0 "$(mbox_count alice "$id")"
+    expect_eq "n5 Google got bob's copy only" "<bob@gapps.example.org>" "$(sink_addrs google "$id")"
+    expect_milter_reject n5 127.0.0.1 alice@cache.example "550 5.7.1"
+    expect_milter_reject n5 127.0.0.1 mallory@users.example "550 5.1.1"
+    dlog=$(daemon_log_since milter-n "$dmark")
+    expect_contains "n5 the daemon logged the refusal of alice@cache.example and why" \
+        "reject: rcpt=<alice@cache.example> 550 5.7.1 $J_TEXT (client 127.0.0.1 not in allow-clients ($rules:$aline))" "$dlog"
+    expect_no_match "n5 no guard was waived" 'guard not applied' "$dlog"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@
 ///
 /// `envelope` has one item a line (`#` comments): `from ADDR`, `rcpt ADDR` (repeatable),
 /// `rcpt-arg ARG` (an ESMTP argument for every recipient, like explain's `--rcpt-arg`),
-/// `client IP`, `helo NAME`, and `marked` (the message carries this instance's marker header).
+/// `client IP`, `local-submission` (the client is Postfix's emulated session for sendmail(1):
+/// localhost, 127.0.0.1, port 0), `helo NAME`, and `marked` (the message carries this instance's
+/// marker header).
 
 import Foundation
 import Testing
@@ -19,6 +21,7 @@ struct GoldenCase: CustomTestStringConvertible, Sendable {
     var recipients: [String] = []
     var recipientArguments: [String] = []
     var client: String?
+    var localSubmission = false
     var helo: String?
     var marked = false
 
@@ -46,6 +49,7 @@ struct GoldenCase: CustomTestStringConvertible, Sendable {
             case "rcpt": loaded.recipients.append(value)
             case "rcpt-arg": loaded.recipientArguments.append(value)
             case "client": loaded.client = value
+            case "local-submission": loaded.localSubmission = true
             case "helo": loaded.helo = value
             case "marked": loaded.marked = true
             default:
@@ -60,6 +64,7 @@ struct GoldenCase: CustomTestStringConvertible, Sendable {
         arguments += recipients.flatMap { ["--rcpt", $0] }
         arguments += recipientArguments.flatMap { ["--rcpt-arg", $0] }
         if let client { arguments += ["--client", client] }
+        if localSubmission { arguments.append("--local-submission") }
         if let helo { arguments += ["--helo", helo] }
         if marked { arguments.append("--marked") }
         return arguments
@@ -69,6 +74,7 @@ struct GoldenCase: CustomTestStringConvertible, Sendable {
         var arguments = ["send", socket, "--json", "--from", from]
         arguments += recipients.flatMap { ["--rcpt", ([$0] + recipientArguments).joined(separator: " ")] }
         if let client { arguments += ["--client", client] }
+        if localSubmission { arguments.append("--local-submission") }
         if let helo { arguments += ["--helo", helo] }
         if let message { arguments += ["--message", message.path] }
         return arguments

@@ -1,7 +1,9 @@
 /// The RCPT verdict of a domain's guards for one recipient.
 ///
 /// Order matters: the client check comes first, so a client that may not send to the domain learns
-/// nothing about which users exist.
+/// nothing about which users exist. A local submission (`ClientContext.isLocalSubmission`) is never
+/// refused: Postfix cannot take a refusal there, so the verdict is accept, with a note that says what
+/// the guard would have answered.
 
 struct GuardCheck {
     let rules: DomainRules
@@ -15,7 +17,22 @@ struct GuardCheck {
     let client: ClientContext
     let providers: ProviderNetworks
 
-    func verdict() -> (verdict: Verdict, note: String?) {
+    /// `waived`: a guard refused, and the refusal was not applied because the client is a local submission.
+    func verdict() -> (verdict: Verdict, note: String?, waived: Bool) {
+        let checked = guardVerdict()
+        guard client.isLocalSubmission else { return (checked.verdict, checked.note, false) }
+        switch checked.verdict {
+        case .accept:
+            return (checked.verdict, checked.note, false)
+        case .reject(let reply, let because), .tempfail(let reply, let because):
+            let note =
+                "guard not applied: local submission (sendmail), Postfix cannot refuse it here;"
+                + " otherwise \(reply.code) \(reply.enhanced) (\(because))"
+            return (.accept, note, true)
+        }
+    }
+
+    func guardVerdict() -> (verdict: Verdict, note: String?) {
         var note: String? = nil
         if let list = userRule?.allowClients ?? rules.guards.allowClients {
             switch clientVerdict(list) {

@@ -87,15 +87,38 @@ public struct DomainGuard: Sendable, Hashable {
 /// What the MTA told us about the SMTP client.
 public struct ClientContext: Sendable, Hashable {
     public let address: IPAddress?
+    /// The client's TCP port; nil when the MTA gave no IP address.
+    public let port: UInt16?
+    /// The client's host name as the MTA's connect step gave it (`localhost`, `[192.0.2.1]`, …).
+    public let hostName: String?
     /// `{auth_authen}`: the SASL login name, when the client authenticated.
     public let authenticatedAs: String?
 
-    public init(address: IPAddress?, authenticatedAs: String?) {
+    public init(address: IPAddress?, port: UInt16? = nil, hostName: String? = nil, authenticatedAs: String?) {
         self.address = address
+        self.port = port
+        self.hostName = hostName
         self.authenticatedAs = authenticatedAs.flatMap { $0.isEmpty ? nil : $0 }
     }
 
     public static let unknown = ClientContext(address: nil, authenticatedAs: nil)
+
+    /// Postfix's own session for mail that did not come through smtpd(8): with `non_smtpd_milters`,
+    /// cleanup(8) plays SMTP to the milter for mail submitted with sendmail(1) (and for QMQP) and
+    /// pretends the client is `localhost`, `127.0.0.1`, port 0 (`cleanup_milter_client_init`). No
+    /// TCP client has port 0. Postfix cannot refuse a recipient of such a session: the message
+    /// would stay in the maildrop queue, retried forever.
+    public static let localSubmission = ClientContext(
+        address: .v4(0x7F00_0001), port: 0, hostName: "localhost", authenticatedAs: nil)
+
+    /// Whether this is that emulated session: host name `localhost`, a loopback address, port 0.
+    public var isLocalSubmission: Bool {
+        guard port == 0, hostName?.lowercased() == "localhost", let address else { return false }
+        switch address.unmapped {
+        case .v4(let value): return value >> 24 == 127
+        case .v6(let high, let low): return high == 0 && low == 1
+        }
+    }
 }
 
 /// An SMTP reply to send with a reject or tempfail.

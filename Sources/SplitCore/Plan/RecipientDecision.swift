@@ -41,6 +41,9 @@ public struct RecipientDecision: Sendable, Hashable {
     public let verdict: Verdict
     /// Why a guard let the recipient through (trusted client, allowed network, …), for logs and explain.
     public let guardNote: String?
+    /// A guard would have refused the recipient, but the client is a local submission, which Postfix
+    /// cannot refuse at RCPT (`ClientContext.isLocalSubmission`): accepted, and `guardNote` says so.
+    public let guardWaived: Bool
 
     /// The key used for duplicate checks: the parsed address case-folded, or the raw argument.
     var identity: String {
@@ -59,13 +62,13 @@ extension RuleSet {
         func outcome(
             _ address: EnvelopeAddress?, _ section: SourceLocation? = nil, _ selection: Selection = .noSection,
             copies: [PlannedTarget] = [], rewrite: PlannedTarget? = nil, problems: [String] = [],
-            verdict: Verdict = .accept, note: String? = nil
+            verdict: Verdict = .accept, note: String? = nil, waived: Bool = false
         ) -> RecipientDecision {
             let refused = verdict != .accept
             return RecipientDecision(
                 recipient: recipient, parameters: dsn, address: address, section: section, selection: selection,
                 copies: refused ? [] : copies, rewrite: refused ? nil : rewrite, problems: problems, verdict: verdict,
-                guardNote: note
+                guardNote: note, guardWaived: waived
             )
         }
 
@@ -84,7 +87,7 @@ extension RuleSet {
             ).verdict()
             return outcome(
                 nil, rules.location, .unusable, problems: ["\(problem)"], verdict: guardResult.verdict,
-                note: guardResult.note)
+                note: guardResult.note, waived: guardResult.waived)
         }
         guard !address.domain.isEmpty, let rules = section(for: address.domain) else { return outcome(address) }
 
@@ -136,7 +139,7 @@ extension RuleSet {
         ).verdict()
         return outcome(
             address, rules.location, selection, copies: copies, rewrite: rewrite, problems: problems,
-            verdict: guardResult.verdict, note: guardResult.note)
+            verdict: guardResult.verdict, note: guardResult.note, waived: guardResult.waived)
     }
 
     /// The lower-cased text after the last `@`, for recipients too broken to parse fully.
