@@ -67,8 +67,11 @@ enum Callbacks {
         d.xxfi_header = { ctx, name, value in
             Callbacks.guarded(ctx, .header) { ctx in
                 let session = Callbacks.session(ctx)
+                // Names compared on their bytes: a String is made only of the marker's value.
                 if let name, let value, !session.plan.carriesMarker,
-                    runtime.settings.marker.matches(name: String(cString: name), value: String(cString: value))
+                    CopyMarker.isMarkerName(UnsafeRawBufferPointer(start: name, count: strlen(name))),
+                    session.snapshot.settings.marker.matches(
+                        name: CopyMarker.headerName, value: String(cString: value))
                 {
                     session.plan.carriesMarker = true
                 }
@@ -109,7 +112,8 @@ enum Callbacks {
             return noReply ? SMFIS_NOREPLY : status
         } catch {
             let queueID = Libmilter.macro(context, "i") ?? "NOQUEUE"
-            runtime.logger.error("\(queueID): \(stage.rawValue): \(error); answering tempfail")
+            (existingSession(context)?.logger ?? runtime.logger).error(
+                "\(queueID): \(stage.rawValue): \(error); answering tempfail")
             if noReply {
                 existingSession(context)?.failure = "\(stage.rawValue): \(error)"
                 return SMFIS_NOREPLY
@@ -127,7 +131,7 @@ enum Callbacks {
     /// The connection's session, created with the current rules on first use.
     static func session(_ ctx: MilterContext) -> Session {
         if let existing = existingSession(ctx) { return existing }
-        let created = Session(rules: runtime.currentRules)
+        let created = Session(runtime.snapshot)
         let pointer = Unmanaged.passRetained(created).toOpaque()
         do {
             try Libmilter.setPrivate(ctx, pointer)
@@ -177,9 +181,10 @@ enum Callbacks {
         _ pf2: UnsafeMutablePointer<UInt>?, _ pf3: UnsafeMutablePointer<UInt>?
     ) throws -> Int32 {
         let session = session(ctx)
-        let needs = Negotiation(rules: session.rules, noReply: runtime.settings.noReply, offeredSteps: offeredSteps)
+        let needs = Negotiation(
+            rules: session.rules, noReply: session.snapshot.settings.noReply, offeredSteps: offeredSteps)
         guard offeredActions & needs.actions == needs.actions else {
-            runtime.logger.error(
+            session.logger.error(
                 "the MTA does not offer the actions splitmilter needs; refusing the connection",
                 metadata: ["offered": "\(offeredActions)", "needed": "\(needs.actions)"])
             return SMFIS_REJECT
@@ -195,20 +200,20 @@ enum Callbacks {
     static func recipient(_ ctx: MilterContext, _ argv: [String]) throws -> Int32 {
         let session = session(ctx)
         guard let raw = argv.first else {
-            runtime.logger.warning("\(Libmilter.macro(ctx, "i") ?? "NOQUEUE"): RCPT without an address; ignored")
+            session.logger.warning("\(Libmilter.macro(ctx, "i") ?? "NOQUEUE"): RCPT without an address; ignored")
             return SMFIS_CONTINUE
         }
         let decision = session.rules.decide(
             recipient: raw, parameters: Array(argv.dropFirst()), client: session.client,
-            providers: runtime.providers)
+            providers: session.snapshot.providers)
         switch decision.verdict {
         case .accept:
             if decision.guardWaived, let note = decision.guardNote {
-                runtime.logger.info("\(Libmilter.macro(ctx, "i") ?? "NOQUEUE"): rcpt=\(raw) \(note)")
+                session.logger.info("\(Libmilter.macro(ctx, "i") ?? "NOQUEUE"): rcpt=\(raw) \(note)")
             }
         case .reject(let reply, let because), .tempfail(let reply, let because):
             let queueID = Libmilter.macro(ctx, "i") ?? "NOQUEUE"
-            runtime.logger.info("\(queueID): reject: rcpt=\(raw) \(reply) (\(because))")
+            session.logger.info("\(queueID): reject: rcpt=\(raw) \(reply) (\(because))")
             try Libmilter.setReply(ctx, code: reply.code, enhanced: reply.enhanced, text: reply.text)
             return reply.code.hasPrefix("5") ? SMFIS_REJECT : SMFIS_TEMPFAIL
         }
@@ -225,13 +230,13 @@ enum Callbacks {
         let session = session(ctx)
         defer { session.endMessage() }
         let queueID = Libmilter.macro(ctx, "i") ?? "NOQUEUE"
-        let logger = runtime.logger
+        let logger = session.logger
         if let failure = session.failure {
             logger.error("\(queueID): refusing the message: \(failure)")
             try Libmilter.setReply(ctx, code: "451", enhanced: "4.3.0", text: "splitmilter: \(failure)")
             return SMFIS_TEMPFAIL
         }
-        let result = session.plan.edits(marker: runtime.settings.marker)
+        let result = session.plan.edits(marker: session.snapshot.settings.marker)
         for decision in session.plan.decisions {
             for problem in decision.problems {
                 logger.warning("\(queueID): rcpt=\(decision.recipient) \(problem)")

@@ -1,8 +1,12 @@
 /// The daemon's process-wide state, shared by libmilter's worker threads.
 ///
 /// libmilter callbacks are C function pointers and cannot capture anything, so they reach the rules
-/// and settings through this one global. The rule set is an immutable snapshot behind a mutex: a
-/// reload swaps it whole, and each milter connection keeps the snapshot it negotiated with.
+/// and settings through this one global. Invariants:
+/// - Everything a message needs is in a `Snapshot`, taken once per milter connection (one short
+///   lock when Postfix connects) and kept by the connection's `Session`: no callback of an SMTP
+///   session takes a process-wide lock, so connections never wait on each other.
+/// - The rules and the `spf:` networks are immutable values, replaced whole (a reload, a refresh):
+///   a connection keeps the snapshot it started with, and a message never mixes two rule versions.
 
 import Logging
 import SplitCore
@@ -21,37 +25,42 @@ public struct DaemonSettings: Sendable {
     }
 }
 
-final class DaemonRuntime: Sendable {
-    private let rules: Mutex<RuleSet>
-    private let state: Mutex<(settings: DaemonSettings, logger: Logger)?>
-    private let providerNetworks: Mutex<ProviderNetworks>
+/// What one milter connection works with, from its first callback to its last.
+struct Snapshot: Sendable {
+    var rules: RuleSet
+    var providers: ProviderNetworks
+    var settings: DaemonSettings
+    var logger: Logger
+}
 
-    init() {
-        rules = Mutex(RuleSet.empty)
-        state = Mutex(nil)
-        providerNetworks = Mutex(.empty)
+final class DaemonRuntime: Sendable {
+    private let state = Mutex(
+        Snapshot(
+            rules: .empty, providers: .empty,
+            settings: DaemonSettings(rulesPath: "", marker: CopyMarker(instance: "splitmilter"), noReply: false),
+            logger: Logger(label: "splitmilter")))
+
+    /// Called once, before libmilter starts a thread.
+    func configure(settings: DaemonSettings, rules: RuleSet, logger: Logger) {
+        state.withLock {
+            $0.settings = settings
+            $0.rules = rules
+            $0.logger = logger
+        }
     }
+
+    /// The current rules, networks and settings, for a new connection.
+    var snapshot: Snapshot { state.withLock { $0 } }
+
+    var currentRules: RuleSet { state.withLock { $0.rules } }
+    var providers: ProviderNetworks { state.withLock { $0.providers } }
+    var settings: DaemonSettings { state.withLock { $0.settings } }
+    var logger: Logger { state.withLock { $0.logger } }
+
+    func replaceRules(_ rules: RuleSet) { state.withLock { $0.rules = rules } }
 
     /// The networks of `spf:` sources as last resolved; replaced whole by the refresher.
-    var providers: ProviderNetworks { providerNetworks.withLock { $0 } }
-
-    func replaceProviders(_ networks: ProviderNetworks) { providerNetworks.withLock { $0 = networks } }
-
-    func configure(settings: DaemonSettings, rules newRules: RuleSet, logger: Logger) {
-        state.withLock { $0 = (settings, logger) }
-        rules.withLock { $0 = newRules }
-    }
-
-    var currentRules: RuleSet { rules.withLock { $0 } }
-
-    func replaceRules(_ newRules: RuleSet) { rules.withLock { $0 = newRules } }
-
-    var settings: DaemonSettings {
-        state.withLock { $0?.settings }
-            ?? DaemonSettings(rulesPath: "", marker: CopyMarker(instance: "splitmilter"), noReply: false)
-    }
-
-    var logger: Logger { state.withLock { $0?.logger } ?? Logger(label: "splitmilter") }
+    func replaceProviders(_ networks: ProviderNetworks) { state.withLock { $0.providers = networks } }
 }
 
 let runtime = DaemonRuntime()

@@ -4,11 +4,13 @@
 /// on different threads, so all state lives here and none in thread-locals. The message plan is
 /// reset at MAIL, after EOM and on abort: one SMTP session can carry several messages.
 
+import Logging
 import SplitCore
 
 final class Session {
-    /// The rules this connection negotiated with; a reload affects the next connection.
-    let rules: RuleSet
+    /// The rules, `spf:` networks, settings and logger this connection started with; a reload or a
+    /// refresh affects the next connection.
+    let snapshot: Snapshot
     /// The SMFIP_NR_* steps negotiated: their callbacks must answer NOREPLY, whatever happens.
     var noReplySteps: UInt = 0
     var plan = MessagePlan()
@@ -21,7 +23,10 @@ final class Session {
     /// then refused at EOM rather than delivered without its edits.
     var failure: String?
 
-    init(rules: RuleSet) { self.rules = rules }
+    init(_ snapshot: Snapshot) { self.snapshot = snapshot }
+
+    var rules: RuleSet { snapshot.rules }
+    var logger: Logger { snapshot.logger }
 
     var client: ClientContext {
         ClientContext(

@@ -64,17 +64,24 @@ public struct RecipientParameters: Sendable, Hashable {
 /// are written `+XX`.
 public enum XText {
     public static func encode(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
+        // The common case, a plain address, is its own encoding: no copy.
+        guard text.utf8.contains(where: { !isPlain($0) }) else { return text }
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count + 8)
         for byte in text.utf8 {
-            if byte >= 0x21, byte <= 0x7E, byte != UInt8(ascii: "+"), byte != UInt8(ascii: "=") {
-                out.unicodeScalars.append(Unicode.Scalar(byte))
+            if isPlain(byte) {
+                out.append(byte)
             } else {
-                let hex = String(byte, radix: 16, uppercase: true)
-                out += "+" + (hex.count == 1 ? "0" + hex : hex)
+                out += [UInt8(ascii: "+"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
             }
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// xtext's xchar other than "+" and "=": printed as itself.
+    static func isPlain(_ byte: UInt8) -> Bool {
+        byte >= 0x21 && byte <= 0x7E && byte != UInt8(ascii: "+") && byte != UInt8(ascii: "=")
     }
 
     static func isValid<C: Collection>(_ bytes: C) -> Bool where C.Element == UInt8 {

@@ -39,7 +39,20 @@ public struct CopyMarker: Sendable, Hashable {
 
     /// True when a received header is this instance's marker.
     public func matches(name: String, value: String) -> Bool {
-        name.lowercased() == Self.headerName.lowercased() && value.trimmingBlanks == instance
+        Self.isMarkerName(name.utf8) && value.trimmingBlanks == instance
+    }
+
+    /// True when a header name is the marker's, compared without case on its bytes: the daemon asks
+    /// this of every header, before it makes a String of any value.
+    public static func isMarkerName<Name: Collection<UInt8>>(_ name: Name) -> Bool {
+        guard name.count == headerNameBytes.count else { return false }
+        return zip(name, headerNameBytes).allSatisfy { asciiLowercase($0) == $1 }
+    }
+
+    static let headerNameBytes = Array(headerName.lowercased().utf8)
+
+    static func asciiLowercase(_ byte: UInt8) -> UInt8 {
+        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
     }
 }
 

@@ -52,6 +52,7 @@ import Testing
     @Test func xtextEncodesPlusEqualsAndNonPrintables() {
         #expect(XText.encode("bob+news@example.org") == "bob+2Bnews@example.org")
         #expect(XText.encode("a=b c") == "a+3Db+20c")
+        #expect(XText.encode("zoë\u{7F}") == "zo+C3+AB+7F")
         #expect(XText.isValid(Array("bob+2Bnews".utf8)))
         #expect(!XText.isValid(Array("bob+2".utf8)))
         #expect(!XText.isValid(Array("a=b".utf8)))
