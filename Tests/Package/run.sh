@@ -182,9 +182,12 @@ start_daemon() {
     unit_environment
     unit_command "$(unit_value ExecStart)"
     say "       ${CMD[*]}"
-    # As systemd would: the unit's user and group, its environment, no terminal.
-    NOTIFY_SOCKET=$INST_ROOT/notify.sock setsid setpriv --reuid "$UNIT_USER" --regid "$(unit_value Group)" \
-        --init-groups -- "${CMD[@]}" </dev/null >>"$INST_ROOT/logs/daemon.log" 2>&1 &
+    # As systemd would: the unit's user and group, its environment, no terminal, and standard error
+    # marked as the journal's stream (JOURNAL_STREAM=device:inode), so lines carry priorities.
+    : >"$INST_ROOT/logs/daemon.log"
+    JOURNAL_STREAM=$(stat -c '%d:%i' "$INST_ROOT/logs/daemon.log") NOTIFY_SOCKET=$INST_ROOT/notify.sock \
+        setsid setpriv --reuid "$UNIT_USER" --regid "$(unit_value Group)" --init-groups -- "${CMD[@]}" \
+        </dev/null >>"$INST_ROOT/logs/daemon.log" 2>&1 &
     DAEMON_PID=$!
     if inst_wait 15 "READY=1 from the daemon" grep -q '^READY=1' "$NOTIFY_LOG"; then
         pass "READY=1 sent"
@@ -248,8 +251,12 @@ mail_flows() {
     expect_delivery "smtp" 1
     send_local "$LOCAL_USER@example.org"
     expect_delivery "sendmail" 1
-    grep -q "splitmilter.*copy=$LOCAL_USER@$COPY_DOMAIN" "$INST_ROOT/logs/daemon.log" &&
-        pass "the daemon logs the copy" || fail "the daemon logs the copy" "$(tail -n 5 "$INST_ROOT/logs/daemon.log")"
+    if grep -qE "^<6>[0-9A-Za-z]+: rcpt=<?$LOCAL_USER@example.org>? copy=$LOCAL_USER@$COPY_DOMAIN" \
+        "$INST_ROOT/logs/daemon.log"; then
+        pass "the daemon logs the copy, with the journal's priority <6>"
+    else
+        fail "the daemon logs the copy, with the journal's priority <6>" "$(tail -n 5 "$INST_ROOT/logs/daemon.log")"
+    fi
 }
 
 # run_reload: the unit's ExecReload lines in order, as its user, as `systemctl reload` would;
