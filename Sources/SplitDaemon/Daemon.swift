@@ -121,11 +121,11 @@ public enum Daemon {
         if !rules.spfDomains.isEmpty { refresher.runSchedule() }
         let noReply = options.noReply.enabled(for: options.socket) ? "; no-reply steps on" : ""
         let user = account.map { " as user \($0.name)" } ?? ""
+        let summary = RuleReport.summary(rules)
         logger.info(
-            "listening on \(options.socket)\(user) with \(RuleReport.summary(rules)); SIGUSR1 reloads \(options.rulesPath)\(noReply)"
-        )
+            "listening on \(options.socket)\(user) with \(summary); SIGUSR1 reloads \(options.rulesPath)\(noReply)")
         // The socket listens: a connection made from now on is queued and served.
-        notifier.ready(status: "rules: \(RuleReport.summary(rules))")
+        notifier.ready(status: "rules: \(summary)")
         do {
             try Libmilter.main()
         } catch {
@@ -148,8 +148,9 @@ public enum Daemon {
             return "reload failed with \(loaded.errors.count) error(s); previous rules in force"
         }
         runtime.replaceRules(rules)
-        logger.info("reloaded \(path): \(RuleReport.summary(rules))")
-        return "rules: \(RuleReport.summary(rules))"
+        let summary = RuleReport.summary(rules)
+        logger.info("reloaded \(path): \(summary)")
+        return "rules: \(summary)"
     }
 
     static func level(_ diagnostic: Diagnostic) -> Logger.Level {

@@ -6,33 +6,45 @@
 enum RuleLint {
     static func warnings(_ set: RuleSet) -> [Diagnostic] {
         var found: [Diagnostic] = []
-        for section in set.domains {
-            var targets: [(AddressTemplate, RuleReference, user: String?)] = []
-            for template in section.copy?.targets ?? [] {
-                if let reference = section.copy?.reference { targets.append((template, reference, nil)) }
+        // Targets of a million user lines name a handful of domains: each is looked up once.
+        var sections: [String: DomainRules?] = [:]
+        func check(_ template: AddressTemplate, _ reference: RuleReference, user: String?, in section: DomainRules) {
+            if isRecipientItself(template, section: section, user: user) {
+                found.append(
+                    .warning(
+                        "target '\(template)' is the recipient itself; this rule never changes anything",
+                        at: reference.location))
+                return
             }
-            if let rewrite = section.rewrite { targets.append((rewrite.target, rewrite.reference, nil)) }
-            for (name, rule) in section.users.sorted(by: { $0.key < $1.key }) {
-                for template in rule.copy?.targets ?? [] {
-                    if let reference = rule.copy?.reference { targets.append((template, reference, name)) }
-                }
-                if let rewrite = rule.rewrite { targets.append((rewrite.target, rewrite.reference, name)) }
+            guard !template.domain.isEmpty else { return }
+            let other: DomainRules?
+            if let known = sections[template.domain] {
+                other = known
+            } else {
+                other = set.section(for: template.domain)
+                sections[template.domain] = .some(other)
             }
-            for (template, reference, user) in targets {
-                if isRecipientItself(template, section: section, user: user) {
-                    found.append(
-                        .warning(
-                            "target '\(template)' is the recipient itself; this rule never changes anything",
-                            at: reference.location))
-                } else if !template.domain.isEmpty, let other = set.section(for: template.domain) {
-                    found.append(
-                        .warning(
-                            "'\(template.domain)' has rules of its own (\(other.location)), but added recipients are not looked up again: they get none of them",
-                            at: reference.location))
-                }
+            if let other {
+                found.append(
+                    .warning(
+                        "'\(template.domain)' has rules of its own (\(other.location)), but added recipients are not looked up again: they get none of them",
+                        at: reference.location))
             }
         }
-        return found
+        for section in set.domains {
+            if let copy = section.copy {
+                for template in copy.targets { check(template, copy.reference, user: nil, in: section) }
+            }
+            if let rewrite = section.rewrite { check(rewrite.target, rewrite.reference, user: nil, in: section) }
+            for (name, rule) in section.users {
+                if let copy = rule.copy {
+                    for template in copy.targets { check(template, copy.reference, user: name, in: section) }
+                }
+                if let rewrite = rule.rewrite { check(rewrite.target, rewrite.reference, user: name, in: section) }
+            }
+        }
+        // Users come in hash order: the warnings are put in file order.
+        return found.sorted { $0.location < $1.location }
     }
 
     /// `%u@D` in D's own section, or `user x … x@D`.

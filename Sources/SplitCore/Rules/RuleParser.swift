@@ -87,7 +87,6 @@ struct SectionBuilder {
     var scopeReference: RuleReference?
     var scopeUsers = Set<String>()
     var users: [String: UserRule] = [:]
-    var userLocations: [String: SourceLocation] = [:]
     var knownUsers: Set<String>?
     var knownReference: RuleReference?
     var allowClients: ClientAllowList?
@@ -347,7 +346,7 @@ struct ParserState {
         }
         if case .except(let excepted) = scope {
             for (name, rule) in section.users where rule.copy != nil && excepted.contains(name) {
-                let at = section.userLocations[name] ?? section.location
+                let at = rule.copy?.reference.location ?? section.location
                 warning("user '\(name)' is excepted but has its own copy rule; the user rule wins", at)
             }
         }
@@ -381,11 +380,17 @@ struct ParserState {
         _ args: ArraySlice<Word>, allowBare: Bool, location: (Word) -> SourceLocation
     ) -> [AddressTemplate]? {
         var templates: [AddressTemplate] = []
+        templates.reserveCapacity(args.count)
+        // Duplicates only among several targets: a one-target line (nearly all) needs no table.
         var seen: [String: SourceLocation] = [:]
         var ok = true
         for word in args {
             switch AddressTemplate.parse(word.text, allowBareLocalPart: allowBare) {
             case .success(let template):
+                guard args.count > 1 else {
+                    templates.append(template)
+                    continue
+                }
                 let key = template.source.lowercased()
                 if let first = seen[key] {
                     error("duplicate target '\(word.text)'; first at \(first)", location(word))
@@ -488,8 +493,8 @@ struct ParserState {
         var rule = section.users[name] ?? UserRule()
         switch action.text {
         case "copy":
-            if rule.copy != nil {
-                error("duplicate 'user \(name) copy'; first at \(section.userLocations[name] ?? at)", at)
+            if let first = rule.copy {
+                error("duplicate 'user \(name) copy'; first at \(first.reference.location)", at)
                 return
             }
             guard let templates = parseTemplates(args[2...], allowBare: false, location: location) else { return }
@@ -499,8 +504,8 @@ struct ParserState {
                 error("'user \(name) rewrite' takes exactly one target", location(action))
                 return
             }
-            if rule.rewrite != nil {
-                error("duplicate 'user \(name) rewrite'; first at \(section.userLocations[name] ?? at)", at)
+            if let first = rule.rewrite {
+                error("duplicate 'user \(name) rewrite'; first at \(first.reference.location)", at)
                 return
             }
             guard let template = parseTemplates(args[2...], allowBare: true, location: location)?.first else {
@@ -508,8 +513,8 @@ struct ParserState {
             }
             rule.rewrite = RewriteRule(target: template, reference: reference)
         case "allow-clients":
-            if rule.allowClients != nil {
-                error("duplicate 'user \(name) allow-clients'; first at \(section.userLocations[name] ?? at)", at)
+            if let first = rule.allowClients {
+                error("duplicate 'user \(name) allow-clients'; first at \(first.reference.location)", at)
                 return
             }
             guard let sources = parseSources(Array(args[2...]), at: at, keyword: "allow-clients", location: location)
@@ -521,7 +526,6 @@ struct ParserState {
             return
         }
         section.users[name] = rule
-        if section.userLocations[name] == nil { section.userLocations[name] = at }
     }
 
     mutating func checkUserName(_ text: String, at: SourceLocation) -> String? {
