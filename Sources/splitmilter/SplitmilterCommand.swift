@@ -114,7 +114,10 @@ struct SplitmilterCommand: ParsableCommand {
                 throw ExitCode.failure
             }
             print("\(rules): ok: \(RuleReport.summary(ruleSet))")
-            return
+            // Exit here, with the rules still loaded: freeing a million rules one by one takes longer
+            // than the process's exit, which hands the memory back at once.
+            fflush(nil)
+            Glibc.exit(0)
         }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         let destination = destination ?? .standardError

@@ -37,29 +37,44 @@ struct Word {
     let column: Int
 }
 
-/// Splits a line into words. Separators are blanks and commas; `#` starts a comment.
+/// Splits a line into words. Separators are blanks and commas; `#` starts a comment. Each word is
+/// made from its slice of the line at once (a million-line file has four million words).
 func words(of line: ArraySlice<UInt8>) -> [Word] {
     var result: [Word] = []
+    result.reserveCapacity(4)
+    let end = line.firstIndex(of: UInt8(ascii: "#")) ?? line.endIndex
     var start: Int? = nil
-    var column = 0
-    var current: [UInt8] = []
-    for byte in line {
-        column += 1
-        if byte == UInt8(ascii: "#") { break }
-        let separator =
-            byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: ",")
+    func add(upTo index: Int) {
+        if let first = start {
+            result.append(
+                Word(text: String(decoding: line[first..<index], as: UTF8.self), column: first - line.startIndex + 1))
+        }
+        start = nil
+    }
+    for index in line.startIndex..<end {
+        let byte = line[index]
+        if byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: ",")
             || byte == UInt8(ascii: "\r")
-        if separator {
-            if let s = start { result.append(Word(text: String(decoding: current, as: UTF8.self), column: s)) }
-            start = nil
-            current.removeAll(keepingCapacity: true)
-        } else {
-            if start == nil { start = column }
-            current.append(byte)
+        {
+            add(upTo: index)
+        } else if start == nil {
+            start = index
         }
     }
-    if let s = start { result.append(Word(text: String(decoding: current, as: UTF8.self), column: s)) }
+    add(upTo: end)
     return result
+}
+
+/// The words of a line joined by single blanks, as rules quote their line (`user carol rewrite c`):
+/// built from the line's bytes in one buffer.
+func joinedText(of line: ArraySlice<UInt8>, _ words: [Word]) -> String {
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(line.count)
+    for word in words {
+        if !bytes.isEmpty { bytes.append(UInt8(ascii: " ")) }
+        bytes += word.text.utf8
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
 
 /// Calls `body` with each line (without its newline) and its 1-based number.
@@ -153,7 +168,7 @@ struct ParserState {
             let at = SourceLocation(file: path, line: number, column: keyword.column)
             let args = Array(lineWords.dropFirst())
             let location = { (word: Word) in SourceLocation(file: path, line: number, column: word.column) }
-            let text = lineWords.map(\.text).joined(separator: " ")
+            let text = joinedText(of: line, lineWords)
             switch keyword.text {
             case "include":
                 guard section == nil else {
