@@ -1,0 +1,55 @@
+/// Loading grows linearly with every kind of line: ten times the lines may take at most about
+/// twenty times as long (a quadratic loader takes a hundred times). Measured as a ratio within one
+/// run, so a slow or busy machine does not matter; the absolute times at real sizes are in
+/// `scripts/bench-milter`'s output, not here.
+
+import SplitCore
+import Testing
+
+@Suite struct LoadGrowthTests {
+    enum Kind: String, CaseIterable {
+        case userCopy, userRewrite, domainSections, userList
+
+        func files(_ count: Int) -> [String: String] {
+            switch self {
+            case .userCopy:
+                [
+                    "/r/main.rules": "domain big.example\n"
+                        + (0..<count).map { "user u\($0) copy u\($0)@copy.example\n" }.joined()
+                ]
+            case .userRewrite:
+                ["/r/main.rules": "domain big.example\n" + (0..<count).map { "user u\($0) rewrite r\($0)\n" }.joined()]
+            case .domainSections:
+                ["/r/main.rules": (0..<count).map { "domain d\($0).example\n copy %u@copy\($0).example\n" }.joined()]
+            case .userList:
+                [
+                    "/r/main.rules": "domain big.example\n copy %u@copy.example\n only file:users.txt\n",
+                    "/r/users.txt": (0..<count).map { "u\($0)\n" }.joined(),
+                ]
+            }
+        }
+    }
+
+    /// The fastest of three loads, in nanoseconds.
+    func loadTime(_ files: [String: String]) throws -> UInt64 {
+        var best = UInt64.max
+        for _ in 0..<3 {
+            let start = ContinuousClock.now
+            let result = RuleParser.parse(file: "/r/main.rules", source: MemoryRuleSource(files: files))
+            let elapsed = ContinuousClock.now - start
+            _ = try #require(result.ruleSet, "\(result.diagnostics.prefix(3))")
+            let nanoseconds =
+                UInt64(elapsed.components.seconds) * 1_000_000_000
+                + UInt64(elapsed.components.attoseconds / 1_000_000_000)
+            best = min(best, nanoseconds)
+        }
+        return best
+    }
+
+    @Test(arguments: Kind.allCases)
+    func tenTimesTheLinesTakesAtMostTwentyTimesAsLong(_ kind: Kind) throws {
+        let small = try loadTime(kind.files(2_000))
+        let large = try loadTime(kind.files(20_000))
+        #expect(large <= 20 * max(small, 1_000_000), "\(kind): 2,000 lines \(small) ns, 20,000 lines \(large) ns")
+    }
+}
