@@ -4,7 +4,13 @@
 /// Threads, not tasks: each worker holds one blocking connection at a time, as each Postfix
 /// smtpd process does. A worker takes the next batch of `messagesPerConnection` messages, runs
 /// them over one connection (`MilterClient.run(messages:…)`), times each message, and checks
-/// each transcript; the tallies merge when every worker is done.
+/// each transcript with its own `MessageCheck` (so a check may cache without a lock); the
+/// tallies merge when every worker is done.
+///
+/// The driver must never be what limits the milter: the connection coalesces the frames the
+/// milter does not answer into the next write, and the report says what the driver itself cost
+/// (`cpuSeconds`, this process's user and system time during the run; in JSON,
+/// `driverCPUMicrosecondsPerMessage`).
 ///
 /// Invariants: every message is sent once and counted once (`LoadReport.messages` equals
 /// `LoadPlan.messages`, whatever fails), and a message with a protocol error or a transcript
@@ -14,6 +20,19 @@
 import Foundation
 import MilterProtocol
 import Synchronization
+
+/// Checks the answers to one message: the problems, or nothing when they are right. Each worker
+/// has its own, so it may keep state across messages.
+public protocol MessageCheck {
+    /// The problems of message `number` (0-based), whose transaction and transcript are given.
+    mutating func problems(_ number: Int, _ transaction: Transaction, _ transcript: Transcript) -> [String]
+}
+
+/// Checks nothing: only protocol errors and warnings fail a message.
+public struct NoCheck: MessageCheck {
+    public init() {}
+    public func problems(_ number: Int, _ transaction: Transaction, _ transcript: Transcript) -> [String] { [] }
+}
 
 /// What to send, where, and how hard.
 public struct LoadPlan: Sendable {
@@ -27,6 +46,9 @@ public struct LoadPlan: Sendable {
     /// Seconds allowed for connecting and for each answer.
     public var timeout: Double
     public var offer: Negotiation
+    /// Write the frames the milter does not answer together with the next one it does
+    /// (`SocketChannel.coalescing`); false writes every frame at once, as Postfix does.
+    public var coalescing: Bool
     /// The transaction of message `n` (0-based); connection-level values come from the first
     /// message of each connection.
     public var transaction: @Sendable (Int) -> Transaction
@@ -38,6 +60,7 @@ public struct LoadPlan: Sendable {
         messagesPerConnection: Int = 1,
         timeout: Double = 30,
         offer: Negotiation = .postfixOffer,
+        coalescing: Bool = true,
         transaction: @escaping @Sendable (Int) -> Transaction
     ) {
         self.endpoint = endpoint
@@ -46,6 +69,7 @@ public struct LoadPlan: Sendable {
         self.messagesPerConnection = messagesPerConnection
         self.timeout = timeout
         self.offer = offer
+        self.coalescing = coalescing
         self.transaction = transaction
     }
 }
@@ -66,6 +90,8 @@ public struct LoadReport: Sendable, Encodable {
     public var recipients: Int
     /// Wall-clock time of the whole run.
     public var seconds: Double
+    /// CPU time (user and system) of this process during the run: what the driver cost.
+    public var cpuSeconds: Double
     /// Milliseconds per message, from the end of the previous message on the same connection
     /// (or from before connecting, for a connection's first message) to the final answer.
     public var latencyP50: Double
@@ -89,10 +115,13 @@ public struct LoadReport: Sendable, Encodable {
 
     public var messagesPerSecond: Double { seconds > 0 ? Double(messages) / seconds : 0 }
     public var recipientsPerSecond: Double { seconds > 0 ? Double(recipients) / seconds : 0 }
+    /// The driver's CPU time per message, in microseconds.
+    public var cpuMicrosecondsPerMessage: Double { messages > 0 ? cpuSeconds * 1e6 / Double(messages) : 0 }
 
     private enum Key: String, CodingKey {
         case endpoint, connections, messagesPerConnection, messages, recipients, seconds
-        case messagesPerSecond, recipientsPerSecond, latencyMilliseconds, verdicts, recipientAnswers, modifications
+        case messagesPerSecond, recipientsPerSecond, latencyMilliseconds, driverCPUMicrosecondsPerMessage
+        case verdicts, recipientAnswers, modifications
         case protocolErrors, failedMessages, firstFailures, check
     }
 
@@ -113,6 +142,7 @@ public struct LoadReport: Sendable, Encodable {
             ],
             forKey: .latencyMilliseconds
         )
+        try container.encode(LoadReport.rounded(cpuMicrosecondsPerMessage, 1), forKey: .driverCPUMicrosecondsPerMessage)
         try container.encode(verdicts, forKey: .verdicts)
         try container.encode(recipientAnswers, forKey: .recipientAnswers)
         try container.encode(modifications, forKey: .modifications)
@@ -182,47 +212,54 @@ public enum MilterLoad {
 
     /// Runs the plan and returns its report.
     ///
-    /// - Parameter check: the problems of one message's transcript, empty when it is right;
-    ///   called on the worker threads, once per message, with the message number and its
-    ///   transaction.
+    /// - Parameter check: makes one worker's check; called once on each worker thread, whose
+    ///   check then sees that worker's messages, in order.
     public static func run(
         _ plan: LoadPlan,
-        check: @escaping @Sendable (Int, Transaction, Transcript) -> [String] = { _, _, _ in [] }
+        check: @escaping @Sendable () -> any MessageCheck
     ) -> LoadReport {
         let batchSize = max(1, plan.messagesPerConnection)
         let batches = (plan.messages + batchSize - 1) / batchSize
         let shared = Shared()
         let workers = DispatchGroup()
         let clock = ContinuousClock()
+        let startCPU = processCPUSeconds()
         let start = clock.now
         for _ in 0..<max(1, min(plan.connections, batches)) {
             workers.enter()
             let thread = Thread {
                 var tally = Tally()
+                var checker = check()
+                tally.latencies.reserveCapacity(plan.messages / max(1, plan.connections) + batchSize)
+                var transactions: [Transaction] = []
                 while true {
                     let batch = shared.nextBatch.withLock { next in
                         defer { next += 1 }
                         return next
                     }
                     guard batch < batches else { break }
-                    let numbers = Array(batch * batchSize..<min((batch + 1) * batchSize, plan.messages))
-                    let transactions = numbers.map(plan.transaction)
+                    let first = batch * batchSize
+                    transactions.removeAll(keepingCapacity: true)
+                    for number in first..<min(first + batchSize, plan.messages) {
+                        transactions.append(plan.transaction(number))
+                    }
                     var previous = clock.now
                     _ = MilterClient.run(
                         messages: transactions,
                         endpoint: plan.endpoint,
                         timeout: plan.timeout,
-                        offer: plan.offer
+                        offer: plan.offer,
+                        coalescing: plan.coalescing
                     ) { index, transcript in
                         let now = clock.now
                         tally.latencies.append(milliseconds(now - previous))
                         previous = now
-                        let number = numbers[index]
+                        let number = first + index
                         tally.record(
                             number,
                             transactions[index],
                             transcript,
-                            problems: check(number, transactions[index], transcript)
+                            problems: checker.problems(number, transactions[index], transcript)
                         )
                     }
                 }
@@ -233,6 +270,7 @@ public enum MilterLoad {
         }
         workers.wait()
         let seconds = milliseconds(clock.now - start) / 1000
+        let cpuSeconds = processCPUSeconds() - startCPU
         var total = Tally()
         for tally in shared.tallies.withLock({ $0 }) { total.merge(tally) }
         let latencies = total.latencies.sorted()
@@ -243,17 +281,32 @@ public enum MilterLoad {
             messages: total.messages,
             recipients: total.recipients,
             seconds: seconds,
+            cpuSeconds: cpuSeconds,
             latencyP50: percentile(latencies, 0.50),
             latencyP99: percentile(latencies, 0.99),
             latencyMax: latencies.last ?? 0,
-            verdicts: total.verdicts,
-            recipientAnswers: total.recipientAnswers,
+            verdicts: Dictionary(uniqueKeysWithValues: total.verdicts.map { ($0.key.rawValue, $0.value) }),
+            recipientAnswers: Dictionary(
+                uniqueKeysWithValues: total.recipientAnswers.map { ($0.key.rawValue, $0.value) }),
             modifications: total.modifications,
             protocolErrors: total.protocolErrors,
             failedMessages: total.failedMessages,
             firstFailures: Array(total.failures.sorted { $0.message < $1.message }.prefix(listedFailures)),
             check: nil
         )
+    }
+
+    /// Runs the plan with no check but the protocol's own.
+    public static func run(_ plan: LoadPlan) -> LoadReport {
+        run(plan) { NoCheck() }
+    }
+
+    /// User plus system time of this process so far, in seconds.
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
+        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     /// Nearest rank: the smallest value with at least `fraction` of the values at or below it.
@@ -274,13 +327,28 @@ public enum MilterLoad {
         let tallies = Mutex<[Tally]>([])
     }
 
+    /// A message's verdict as counted: `error` when the session failed first.
+    enum VerdictWord: String, Sendable {
+        case accept, reject, tempfail, discard, error
+    }
+
+    /// A RCPT answer as counted (see `LoadReport.recipientAnswers`).
+    enum AnswerWord: String, Sendable {
+        case `continue`, accept, reject, tempfail, discard, skip
+        case connectionFailure = "conn-fail"
+        case shutdown
+        case noReply = "no reply"
+        case notSent = "not sent"
+        case noAnswer = "no answer"
+    }
+
     /// One worker's counts; merged once at the end, so the hot path takes no lock.
     private struct Tally: Sendable {
         var messages = 0
         var recipients = 0
         var latencies: [Double] = []
-        var verdicts: [String: Int] = [:]
-        var recipientAnswers: [String: Int] = [:]
+        var verdicts: [VerdictWord: Int] = [:]
+        var recipientAnswers: [AnswerWord: Int] = [:]
         var modifications: [String: Int] = [:]
         var protocolErrors = 0
         var failedMessages = 0
@@ -290,11 +358,12 @@ public enum MilterLoad {
         mutating func record(_ number: Int, _ transaction: Transaction, _ transcript: Transcript, problems: [String]) {
             messages += 1
             recipients += transaction.recipients.count
-            verdicts[transcript.verdict?.rawValue ?? "error", default: 0] += 1
+            verdicts[transcript.verdict.flatMap { VerdictWord(rawValue: $0.rawValue) } ?? .error, default: 0] += 1
             for step in transcript.steps {
                 if case .recipient = step.event { recipientAnswers[Tally.word(step.answer), default: 0] += 1 }
+                for modification in step.modifications { modifications[modification.name, default: 0] += 1 }
             }
-            for modification in transcript.modifications { modifications[modification.name, default: 0] += 1 }
+            guard transcript.failure != nil || !transcript.warnings.isEmpty || !problems.isEmpty else { return }
             var all: [String] = []
             if let failure = transcript.failure {
                 protocolErrors += 1
@@ -302,18 +371,24 @@ public enum MilterLoad {
             }
             all += transcript.warnings.map { "warning: \($0)" }
             all += problems
-            guard !all.isEmpty else { return }
             failedMessages += 1
             if failures.count < MilterLoad.listedFailures { failures.append(.init(message: number, problems: all)) }
         }
 
-        static func word(_ answer: Transcript.Answer) -> String {
+        static func word(_ answer: Transcript.Answer) -> AnswerWord {
             switch answer {
-            case .reply(.replyCode(let reply)): reply.code / 100 == 4 ? "tempfail" : "reject"
-            case .reply(let reply): reply.name
-            case .noReply: "no reply"
-            case .notSent: "not sent"
-            case .none, .missing: "no answer"
+            case .reply(.replyCode(let reply)): reply.code / 100 == 4 ? .tempfail : .reject
+            case .reply(.continue): .continue
+            case .reply(.accept): .accept
+            case .reply(.reject): .reject
+            case .reply(.tempfail): .tempfail
+            case .reply(.discard): .discard
+            case .reply(.skip): .skip
+            case .reply(.connectionFailure): .connectionFailure
+            case .reply(.shutdown): .shutdown
+            case .noReply: .noReply
+            case .notSent: .notSent
+            case .none, .missing: .noAnswer
             }
         }
 

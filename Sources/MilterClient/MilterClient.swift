@@ -35,11 +35,15 @@ public enum MilterClient {
     /// Runs one session that carries several messages (see `Conversation.run(messages:…)`),
     /// handing each message's transcript to `finished` as soon as it is done. A connection
     /// that cannot be made fails every message.
+    ///
+    /// - Parameter coalescing: keep the frames the milter does not answer until the next one
+    ///   it does, and write them together (see `SocketChannel`).
     public static func run(
         messages transactions: [Transaction],
         endpoint: MilterEndpoint,
         timeout: Double = 30,
         offer: Negotiation = .postfixOffer,
+        coalescing: Bool = false,
         finished: (Int, Transcript) -> Void = { _, _ in }
     ) -> [Transcript] {
         let named = { (transcript: Transcript) -> Transcript in
@@ -48,7 +52,7 @@ public enum MilterClient {
             return named
         }
         do {
-            let channel = try SocketChannel(connectingTo: endpoint, timeout: timeout)
+            let channel = try SocketChannel(connectingTo: endpoint, timeout: timeout, coalescing: coalescing)
             return Conversation.run(messages: transactions, over: channel, offer: offer) { index, transcript in
                 finished(index, named(transcript))
             }.map(named)

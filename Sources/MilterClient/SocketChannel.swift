@@ -1,8 +1,15 @@
 /// The socket under a milter session: connects to a `MilterEndpoint` and carries whole
-/// frames both ways, with a timeout on every wait. Blocking sockets and `poll(2)`; no
-/// event loop.
+/// frames both ways, with a timeout on every wait. Blocking sockets; no event loop.
 ///
-/// Every system call goes through `system(_:wouldBlock:_:)`, which retries EINTR and turns
+/// Each wait is bounded by the kernel (SO_SNDTIMEO, SO_RCVTIMEO), so a read or a write is one
+/// system call, not a poll(2) and then the call: under `milter-test bench` the driver's own
+/// system calls are most of its cost. Frames are encoded into one reusable buffer. With
+/// `coalescing`, frames that get no answer (SMFIP_NR_* steps, macros, abort) stay in that
+/// buffer until the next frame that is answered, and go out in one write: the milter reads the
+/// same bytes in the same order, the driver makes one write per answer instead of one per frame.
+/// Without it (`send`), every `send` is written at once, as Postfix flushes every command.
+///
+/// Every system call goes through `system(_:timedOut:_:)`, which retries EINTR and turns
 /// -1 into a `ClientError` naming the C function. inet sockets get TCP_NODELAY: the protocol is
 /// strict request/answer with small frames, so Nagle plus delayed ACK would stall each
 /// exchange by ~40 ms (research/spike.md §8).
@@ -51,17 +58,23 @@ public enum ClientError: Error, CustomStringConvertible, Sendable {
 public final class SocketChannel: FrameChannel {
     private let descriptor: Int32
     private let timeout: Double
+    /// Whether frames wait in `pending` until an answer is awaited (see the file comment).
+    public let coalescing: Bool
     private var decoder: FrameDecoder
     private var readBuffer = [UInt8](repeating: 0, count: 65_536)
+    /// Encoded frames not yet written.
+    private var pending: [UInt8] = []
 
     /// Connects, waiting at most `timeout` seconds; the same timeout then bounds every
     /// later wait to read or write.
     public init(
         connectingTo endpoint: MilterEndpoint,
         timeout: Double,
+        coalescing: Bool = false,
         maximumFrameLength: Int = FrameDecoder.defaultMaximumLength
     ) throws {
         self.timeout = timeout
+        self.coalescing = coalescing
         self.decoder = FrameDecoder(maximumLength: maximumFrameLength)
         switch endpoint {
         case .unix(let path):
@@ -73,42 +86,58 @@ public final class SocketChannel: FrameChannel {
                 timeout: timeout
             )
         }
+        do {
+            try SocketChannel.setTimeouts(descriptor, seconds: timeout)
+        } catch {
+            close(descriptor)
+            throw error
+        }
+        pending.reserveCapacity(4096)
     }
 
     deinit { close(descriptor) }
 
     public func send(_ frames: [Frame]) throws {
-        var bytes: [UInt8] = []
-        for frame in frames { bytes += try frame.encoded() }
+        for frame in frames { try frame.encode(into: &pending) }
+        if !coalescing { try flush() }
+    }
+
+    /// Writes every pending frame.
+    public func flush() throws {
         var sent = 0
-        while sent < bytes.count {
-            try wait(for: Int16(POLLOUT), to: "write")
-            let count = try bytes[sent...].withUnsafeBytes { buffer in
-                try system("send", wouldBlock: 0) {
-                    Glibc.send(descriptor, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+        defer { pending.removeAll(keepingCapacity: true) }
+        while sent < pending.count {
+            let count = try pending.withUnsafeBytes { buffer in
+                try system("send", timedOut: ("write", timeout)) {
+                    Glibc.send(descriptor, buffer.baseAddress! + sent, buffer.count - sent, Int32(MSG_NOSIGNAL))
                 }
             }
             sent += count
         }
     }
 
+    /// Writes what is pending, then waits for one whole frame.
     public func receive() throws -> Frame {
+        if !pending.isEmpty { try flush() }
         while true {
             if let frame = try decoder.nextFrame() { return frame }
-            try wait(for: Int16(POLLIN), to: "read")
             let count = try readBuffer.withUnsafeMutableBytes { raw in
-                try system("read") { read(descriptor, raw.baseAddress, raw.count) }
+                try system("read", timedOut: ("read", timeout)) { read(descriptor, raw.baseAddress, raw.count) }
             }
             guard count > 0 else { throw ClientError.closed(bufferedBytes: decoder.bufferedCount) }
             decoder.append(readBuffer[0..<count])
         }
     }
 
-    /// Waits until the socket is ready for `events`, or throws after the timeout.
-    private func wait(for events: Int16, to purpose: String) throws {
-        var entry = pollfd(fd: descriptor, events: events, revents: 0)
-        let ready = try system("poll") { poll(&entry, 1, SocketChannel.milliseconds(timeout)) }
-        guard ready > 0 else { throw ClientError.timedOut(waitingTo: purpose, seconds: timeout) }
+    /// Bounds every later blocking read and write by `seconds` (0 would mean forever).
+    private static func setTimeouts(_ descriptor: Int32, seconds: Double) throws {
+        let milliseconds = max(1, Int(SocketChannel.milliseconds(seconds)))
+        var value = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+        for (option, name) in [(SO_RCVTIMEO, "SO_RCVTIMEO"), (SO_SNDTIMEO, "SO_SNDTIMEO")] {
+            _ = try system("setsockopt(\(name))") {
+                setsockopt(descriptor, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<timeval>.size))
+            }
+        }
     }
 
     // MARK: Connecting
@@ -228,18 +257,21 @@ public final class SocketChannel: FrameChannel {
     }
 }
 
-/// The choke point for system calls: retries EINTR, answers `wouldBlock` (when given) for
-/// EAGAIN, and turns any other -1 into a `ClientError` that names the C function.
+/// The choke point for system calls: retries EINTR; for a blocking read or write bounded by
+/// SO_RCVTIMEO or SO_SNDTIMEO (`timedOut`), reports EAGAIN as the timeout it is; turns any other
+/// -1 into a `ClientError` that names the C function.
 private func system<Result: BinaryInteger>(
     _ function: String,
-    wouldBlock: Result? = nil,
+    timedOut: (purpose: String, seconds: Double)? = nil,
     _ call: () -> Result
 ) throws -> Result {
     while true {
         let result = call()
         if result != -1 { return result }
         if errno == EINTR { continue }
-        if let wouldBlock, errno == EAGAIN || errno == EWOULDBLOCK { return wouldBlock }
+        if let timedOut, errno == EAGAIN || errno == EWOULDBLOCK {
+            throw ClientError.timedOut(waitingTo: timedOut.purpose, seconds: timedOut.seconds)
+        }
         throw ClientError.system(function: function, errno: errno)
     }
 }

@@ -24,10 +24,18 @@
 
 /// Carries whole frames to and from one milter.
 public protocol FrameChannel {
-    /// Writes the frames in order, preferably in one write.
+    /// Writes the frames in order, preferably in one write. A channel may also keep them until
+    /// the next `receive` or `flush`.
     mutating func send(_ frames: [Frame]) throws
-    /// Waits for one whole frame.
+    /// Writes everything sent and not yet written, before waiting for one whole frame.
     mutating func receive() throws -> Frame
+    /// Writes everything sent and not yet written.
+    mutating func flush() throws
+}
+
+extension FrameChannel {
+    /// For channels that write every `send` at once.
+    public mutating func flush() throws {}
 }
 
 public struct Conversation<Channel: FrameChannel> {
@@ -41,7 +49,7 @@ public struct Conversation<Channel: FrameChannel> {
     private var actions: Actions = []
     private var steps: ProtocolSteps = []
     /// The macro lists in force once negotiation is done.
-    private var macroLists: [MacroStage: [String]] = Transaction.postfixMacroLists
+    private var macroPlan = MacroPlan.postfix
 
     /// Runs the whole session and returns its record; never throws.
     public static func run(
@@ -282,6 +290,7 @@ public struct Conversation<Channel: FrameChannel> {
         do {
             if ending.inTransaction { try tell(.abort, as: .abort) }
             try tell(.quit, as: .quit)
+            try channel.flush()
         } catch {
             transcript.warnings.append("closing the session: \(error)")
         }
@@ -328,7 +337,9 @@ public struct Conversation<Channel: FrameChannel> {
         }
         actions = answer.actions
         steps = answer.steps
-        macroLists = Transaction.macroLists(askedFor: answer.macroLists)
+        macroPlan =
+            answer.macroLists.isEmpty
+            ? MacroPlan.postfix : MacroPlan(Transaction.macroLists(askedFor: answer.macroLists))
     }
 
     // MARK: One step
@@ -349,7 +360,7 @@ public struct Conversation<Channel: FrameChannel> {
         if let stage {
             macros = transaction.macros(
                 for: stage,
-                lists: macroLists,
+                plan: macroPlan,
                 recipient: recipient,
                 queueIDAssigned: queueIDAssigned
             )

@@ -19,18 +19,23 @@ public struct Frame: Hashable, Sendable {
     /// The frame as it goes on the wire. Fails only if it is longer than the 32-bit
     /// length field can announce.
     public func encoded() throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(5 + payload.count)
+        try encode(into: &bytes)
+        return bytes
+    }
+
+    /// Appends the wire form to `bytes` (see `encoded()`).
+    public func encode(into bytes: inout [UInt8]) throws {
         let (length, overflow) = payload.count.addingReportingOverflow(1)
         guard !overflow, let wireLength = UInt32(exactly: length) else {
             throw ProtocolError.frameTooLongToEncode(length: payload.count)
         }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(5 + payload.count)
         for shift in stride(from: 24, through: 0, by: -8) {
             bytes.append(UInt8(truncatingIfNeeded: wireLength >> UInt32(shift)))
         }
         bytes.append(code)
         bytes.append(contentsOf: payload)
-        return bytes
     }
 }
 

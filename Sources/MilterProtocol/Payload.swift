@@ -73,13 +73,17 @@ struct PayloadReader {
     }
 }
 
-/// Builds one frame's payload, front to back.
+/// Builds one frame's payload, front to back. Field names are autoclosures: they are only
+/// formatted for an error, never on the way that succeeds.
 struct PayloadWriter {
     private(set) var bytes: [UInt8] = []
     /// The frame's libmilter name, for error messages.
     let frame: String
 
-    init(frame: String) { self.frame = frame }
+    init(frame: String) {
+        self.frame = frame
+        bytes.reserveCapacity(64)
+    }
 
     mutating func byte(_ value: UInt8) { bytes.append(value) }
 
@@ -96,15 +100,19 @@ struct PayloadWriter {
 
     /// Appends `value` and its NUL terminator. A NUL inside `value` would cut it short on
     /// the wire and shift every later field, so it is refused.
-    mutating func string(_ value: String, field: String) throws {
-        let utf8 = Array(value.utf8)
-        guard !utf8.contains(0) else { throw ProtocolError.embeddedNUL(frame: frame, field: field) }
-        bytes.append(contentsOf: utf8)
+    mutating func string(_ value: String, field: @autoclosure () -> String) throws {
+        var value = value
+        let clean = value.withUTF8 { utf8 in
+            guard !utf8.contains(0) else { return false }
+            bytes.append(contentsOf: utf8)
+            return true
+        }
+        guard clean else { throw ProtocolError.embeddedNUL(frame: frame, field: field()) }
         bytes.append(0)
     }
 
-    mutating func strings(_ values: [String], field: String) throws {
-        for value in values { try string(value, field: field) }
+    mutating func strings(_ values: [String], field: @autoclosure () -> String) throws {
+        for value in values { try string(value, field: field()) }
     }
 
     mutating func raw(_ value: [UInt8]) { bytes.append(contentsOf: value) }

@@ -123,19 +123,70 @@ public struct MailMessage: Hashable, Sendable {
 
     /// A small, fixed test message. The date and Message-ID are constant so that
     /// transcripts of it can be compared byte for byte.
-    public static func sample(from sender: Transaction.Address, to recipients: [Transaction.Address]) -> MailMessage {
-        let to = recipients.isEmpty ? "undisclosed-recipients:;" : recipients.map(\.wireForm).joined(separator: ", ")
-        let text = """
-            From: \(sender.address.isEmpty ? "MAILER-DAEMON" : sender.wireForm)
-            To: \(to)
-            Subject: milter-test
-            Date: Thu, 01 Jan 2026 00:00:00 +0000
-            Message-ID: <milter-test@localhost>
+    ///
+    /// - Parameters:
+    ///   - headerCount: the first of From, To, Subject, Date and Message-ID, then as many
+    ///     `X-Milter-Test-N` fields as it takes.
+    ///   - bodySize: the body's exact length in bytes: lines of text, each with CRLF.
+    public static func sample(
+        from sender: Transaction.Address,
+        to recipients: [Transaction.Address],
+        headerCount: Int = 5,
+        bodySize: Int = 45
+    ) -> MailMessage {
+        let standard = [
+            ("From", sender.address.isEmpty ? "MAILER-DAEMON" : sender.wireForm),
+            ("To", sampleTo(recipients)),
+            ("Subject", "milter-test"),
+            ("Date", "Thu, 01 Jan 2026 00:00:00 +0000"),
+            ("Message-ID", "<milter-test@localhost>"),
+        ]
+        var headers = standard.prefix(max(0, headerCount)).map { HeaderField(name: $0.0, rawValue: " " + $0.1) }
+        if headerCount > standard.count {
+            for number in 1...(headerCount - standard.count) {
+                headers.append(HeaderField(name: "X-Milter-Test-\(number)", rawValue: " filler \(number)"))
+            }
+        }
+        return MailMessage(headers: headers, body: sampleBody(bytes: bodySize))
+    }
 
-            This is a test message sent by milter-test.
+    /// The longest To: value the sample writes out, in bytes: one line under RFC 5322's 998.
+    public static let sampleToLimit = 900
 
-            """
-        return MailMessage(parsing: Array(text.utf8))
+    /// The recipients as a To: value: as many as fit in `sampleToLimit` bytes, then
+    /// "(and N more)". A message to thousands of recipients keeps a header of one line (a whole
+    /// list past 64 KiB would not fit libmilter's frame limit).
+    static func sampleTo(_ recipients: [Transaction.Address]) -> String {
+        guard !recipients.isEmpty else { return "undisclosed-recipients:;" }
+        var value = ""
+        var listed = 0
+        for recipient in recipients {
+            let entry = (listed == 0 ? "" : ", ") + recipient.wireForm
+            let more = " (and \(recipients.count - listed - 1) more)"
+            let last = listed == recipients.count - 1
+            guard value.utf8.count + entry.utf8.count + (last ? 0 : more.utf8.count) <= sampleToLimit || listed == 0
+            else { break }
+            value += entry
+            listed += 1
+        }
+        if listed < recipients.count { value += " (and \(recipients.count - listed) more)" }
+        return value
+    }
+
+    /// `bytes` bytes of body: lines of text with CRLF line ends.
+    static func sampleBody(bytes: Int) -> [UInt8] {
+        guard bytes > 0 else { return [] }
+        let line = Array("This is a test message sent by milter-test.\r\n".utf8)
+        var body: [UInt8] = []
+        body.reserveCapacity(bytes)
+        while body.count + line.count <= bytes { body += line }
+        switch bytes - body.count {
+        case 0: break
+        case 1 where body.isEmpty: body = [0x0A]  // a one-byte body: an empty line (LF only)
+        case 1: body.insert(0x2E, at: body.count - 2)  // one more character on the last line
+        case let rest: body += line.prefix(rest - 2) + [0x0D, 0x0A]
+        }
+        return body
     }
 }
 
@@ -208,37 +259,45 @@ public struct Transaction: Hashable, Sendable {
         recipient: Transaction.Address? = nil,
         queueIDAssigned: Bool
     ) -> [Macro] {
+        macros(for: stage, plan: MacroPlan(lists), recipient: recipient, queueIDAssigned: queueIDAssigned)
+    }
+
+    /// `macros(for:lists:…)` with the lists resolved once (`Conversation` does it per connection).
+    func macros(
+        for stage: MacroStage,
+        plan: MacroPlan,
+        recipient: Transaction.Address? = nil,
+        queueIDAssigned: Bool
+    ) -> [Macro] {
         var sent: [Macro] = []
-        for name in lists[stage] ?? [] {
-            let key = MacroName.normalized(name)
-            if key == "i" && !queueIDAssigned { continue }
-            if let value = value(of: key, recipient: recipient), !value.isEmpty {
-                sent.append(Macro(name, value))
+        for entry in plan.entries[Int(stage.rawValue)] {
+            if entry.key == "i" && !queueIDAssigned { continue }
+            if let value = value(of: entry, recipient: recipient), !value.isEmpty {
+                sent.append(Macro(entry.name, value))
             }
         }
         if stage == .connect {
-            let listed = Set(lists.values.joined().map(MacroName.normalized))
-            sent += macros.filter { !listed.contains($0.name) }
+            sent += macros.filter { !plan.listed.contains($0.name) }
         }
         return sent
     }
 
-    private func value(of name: String, recipient: Transaction.Address?) -> String? {
-        if let given = macros.last(where: { $0.name == name }) { return given.value }
-        switch name {
-        case "j", "{daemon_name}": return hostname
-        case "{daemon_addr}": return "127.0.0.1"
-        case "v": return "milter-test"
-        case "_": return "\(clientName) [\(clientIP ?? "")]"
-        case "{client_addr}": return clientIP
-        case "{client_name}": return clientName
-        case "{mail_addr}": return sender.address
-        case "{mail_host}": return sender.domain
-        case "{mail_mailer}": return sender.address.isEmpty ? nil : "smtp"
-        case "{rcpt_addr}": return recipient?.address
-        case "{rcpt_host}": return recipient?.domain
-        case "{rcpt_mailer}": return recipient == nil ? nil : "smtp"
-        default: return nil
+    private func value(of entry: MacroPlan.Entry, recipient: Transaction.Address?) -> String? {
+        if !macros.isEmpty, let given = macros.last(where: { $0.name == entry.key }) { return given.value }
+        switch entry.source {
+        case .hostname: return hostname
+        case .daemonAddress: return "127.0.0.1"
+        case .version: return "milter-test"
+        case .client: return "\(clientName) [\(clientIP ?? "")]"
+        case .clientAddress: return clientIP
+        case .clientName: return clientName
+        case .senderAddress: return sender.address
+        case .senderHost: return sender.domain
+        case .senderMailer: return sender.address.isEmpty ? nil : "smtp"
+        case .recipientAddress: return recipient?.address
+        case .recipientHost: return recipient?.domain
+        case .recipientMailer: return recipient == nil ? nil : "smtp"
+        case .none: return nil
         }
     }
 
@@ -247,6 +306,63 @@ public struct Transaction: Hashable, Sendable {
         case .inet(let ip, _), .inet6(let ip, _): ip
         case .unix(let path): path
         case .unknown: nil
+        }
+    }
+}
+
+/// The macro lists in force, resolved once: for each stage the names as the lists spell them,
+/// their normalized keys, and where each value comes from.
+struct MacroPlan {
+    enum Source {
+        case hostname, daemonAddress, version, client, clientAddress, clientName
+        case senderAddress, senderHost, senderMailer, recipientAddress, recipientHost, recipientMailer
+        /// Only a given macro (`Transaction.macros`) has a value.
+        case none
+    }
+
+    struct Entry {
+        let name: String
+        let key: String
+        let source: Source
+    }
+
+    /// Postfix's own lists (`Transaction.postfixMacroLists`), resolved once per process.
+    static let postfix = MacroPlan(Transaction.postfixMacroLists)
+
+    /// By `MacroStage.rawValue`.
+    let entries: [[Entry]]
+    /// Every normalized name in some list.
+    let listed: Set<String>
+
+    init(_ lists: [MacroStage: [String]]) {
+        var entries = [[Entry]](repeating: [], count: MacroStage.allCases.count)
+        var listed = Set<String>()
+        for (stage, names) in lists {
+            entries[Int(stage.rawValue)] = names.map { name in
+                let key = MacroName.normalized(name)
+                listed.insert(key)
+                return Entry(name: name, key: key, source: MacroPlan.source(key))
+            }
+        }
+        self.entries = entries
+        self.listed = listed
+    }
+
+    static func source(_ key: String) -> Source {
+        switch key {
+        case "j", "{daemon_name}": .hostname
+        case "{daemon_addr}": .daemonAddress
+        case "v": .version
+        case "_": .client
+        case "{client_addr}": .clientAddress
+        case "{client_name}": .clientName
+        case "{mail_addr}": .senderAddress
+        case "{mail_host}": .senderHost
+        case "{mail_mailer}": .senderMailer
+        case "{rcpt_addr}": .recipientAddress
+        case "{rcpt_host}": .recipientHost
+        case "{rcpt_mailer}": .recipientMailer
+        default: .none
         }
     }
 }

@@ -104,4 +104,41 @@ import Testing
         #expect(sample == MailMessage.sample(from: .init("a@x"), to: [.init("b@y"), .init("c@z")]))
         #expect(sample.body.suffix(2) == [0x0D, 0x0A])
     }
+
+    /// Thousands of recipients used to make a To: line of every address, past the 64 KiB that
+    /// libmilter takes in one frame: the milter dropped the connection at the header.
+    @Test func theSampleToLineStaysShortForThousandsOfRecipients() throws {
+        let recipients = (1...8_000).map { Transaction.Address("user\($0)@example.org") }
+        let sample = MailMessage.sample(from: .init("a@x"), to: recipients)
+        let to = try #require(sample.headers.first { $0.name == "To" })
+        #expect(to.rawValue.utf8.count <= MailMessage.sampleToLimit + 1)
+        #expect(to.rawValue.hasPrefix(" <user1@example.org>, <user2@example.org>, "))
+        let listed = to.rawValue.split(separator: ",").count
+        #expect(to.rawValue.hasSuffix(" (and \(8_000 - listed) more)"))
+        let frame = try Command.header(name: to.name, value: to.value(leadingSpace: false)).frame()
+        #expect(frame.payload.count < MilterLimits.defaultDataSize)
+        // Everything fits, so everything is listed.
+        let few = MailMessage.sample(from: .init("a@x"), to: Array(recipients.prefix(20)))
+        #expect(few.headers[1].rawValue.split(separator: ",").count == 20)
+        #expect(!few.headers[1].rawValue.contains("more"))
+        #expect(MailMessage.sample(from: .init("a@x"), to: []).headers[1].rawValue == " undisclosed-recipients:;")
+    }
+
+    @Test(arguments: [0, 1, 2, 3, 45, 46, 47, 2048, 65_536])
+    func theSampleBodyHasTheSizeAsked(size: Int) {
+        let body = MailMessage.sample(from: .init("a@x"), to: [.init("b@y")], bodySize: size).body
+        #expect(body.count == size)
+        if size >= 2 { #expect(body.suffix(2) == [0x0D, 0x0A]) }
+        #expect(!body.contains(0))
+    }
+
+    @Test func theSampleHasTheHeaderCountAsked() {
+        let names = { (count: Int) in
+            MailMessage.sample(from: .init("a@x"), to: [.init("b@y")], headerCount: count).headers.map(\.name)
+        }
+        #expect(names(0).isEmpty)
+        #expect(names(2) == ["From", "To"])
+        #expect(names(5) == ["From", "To", "Subject", "Date", "Message-ID"])
+        #expect(names(8) == ["From", "To", "Subject", "Date", "Message-ID"] + (1...3).map { "X-Milter-Test-\($0)" })
+    }
 }

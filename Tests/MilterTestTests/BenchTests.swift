@@ -42,6 +42,38 @@ struct BenchTests {
                 == true)
     }
 
+    /// scripts/bench-milter's load: the ten users of Benchmarks/bench.rules in turn across the
+    /// run (one per message at -k 1), eight header fields, a 2 KiB body; the same answers with
+    /// the unanswered frames coalesced and written one by one.
+    @Test(arguments: [["-k", "1", "-n", "100"], ["-k", "10", "-n", "10", "--no-coalesce"]])
+    func theBenchmarkLoadMatchesExplain(_ shape: [String]) async throws {
+        let users = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"]
+        let bench = try await RunningMilter.splitmilter(
+            rules: "Benchmarks/bench.rules", in: Paths.repository, instance: "bench.example",
+            extra: ["--log-level", "warning"]
+        ).run { daemon in
+            try await Processes.run(
+                try Paths.binary("milter-test"),
+                [
+                    "bench", daemon.socket, "-c", "3", "--messages-per-conn", "4", "--headers", "8", "--body-size",
+                    "2048",
+                ]
+                    + shape + users.flatMap { ["--rcpt-template", "\($0)@example.org"] }
+                    + ["--rules", "Benchmarks/bench.rules", "--instance", "bench.example", "--json"])
+        }
+        #expect(bench.status == 0, "bench exited \(bench.status):\n\(bench.output)\(bench.errors)")
+        let report = try SendJSON.object(bench.output)
+        #expect(report["failedMessages"] as? Int == 0)
+        #expect(report["recipients"] as? Int == 100)
+        // Per ten recipients: five copies and two rewrites; a marker on each message with a copy.
+        let messagesWithCopies = shape.contains("1") ? 50 : 10
+        #expect(
+            report["modifications"] as? [String: Int] == [
+                "add-rcpt": 70, "del-rcpt": 20, "add-header": messagesWithCopies,
+            ])
+        #expect((report["driverCPUMicrosecondsPerMessage"] as? Double ?? 0) > 0)
+    }
+
     @Test func textReportHasEveryFigure() async throws {
         let bench = try await BenchTests.daemon().run { daemon in
             try await Processes.run(
