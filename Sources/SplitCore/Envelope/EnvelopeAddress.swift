@@ -23,16 +23,18 @@ public struct EnvelopeAddress: Sendable, Hashable, CustomStringConvertible {
     /// Lower-cased, without a trailing dot. Empty for a bare local part such as `postmaster`.
     public let domain: String
 
+    /// The key under which two addresses count as the same recipient: the whole address
+    /// case-folded. Postfix's duplicate filter folds case the same way. Made once: every target is
+    /// compared with its recipient and deduplicated by it.
+    public let identity: String
+
     public init(localPart: String, domain: String) {
         self.localPart = localPart
         self.domain = domain
+        identity = domain.isEmpty ? localPart.caseFolded : localPart.caseFolded + "@" + domain.caseFolded
     }
 
-    public var description: String { domain.isEmpty ? localPart : "\(localPart)@\(domain)" }
-
-    /// The key under which two addresses count as the same recipient: the whole address
-    /// case-folded. Postfix's duplicate filter folds case the same way.
-    public var identity: String { description.lowercased() }
+    public var description: String { domain.isEmpty ? localPart : localPart + "@" + domain }
 }
 
 /// Why a recipient argument cannot be used to build copies or rewrites.
@@ -99,7 +101,7 @@ public enum EnvelopeAddressParser {
         return .success(
             EnvelopeAddress(
                 localPart: String(decoding: local, as: UTF8.self),
-                domain: String(decoding: domain, as: UTF8.self).lowercased()
+                domain: String(decoding: domain, as: UTF8.self).caseFolded
             )
         )
     }
@@ -180,5 +182,18 @@ public enum DomainName {
         if labelLength == 0 { return "empty label in domain" }
         if previous == UInt8(ascii: "-") { return "label ends with '-'" }
         return nil
+    }
+}
+
+extension String {
+    /// Lower-cased, as `lowercased()`; but the string itself, with no copy, when it holds no
+    /// upper-case ASCII letter and no non-ASCII byte, as nearly every address does. Called for every
+    /// recipient and target on the message path.
+    public var caseFolded: String {
+        let plain =
+            utf8.withContiguousStorageIfAvailable { bytes in
+                !bytes.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 }
+            } ?? false
+        return plain ? self : lowercased()
     }
 }

@@ -65,7 +65,10 @@ public struct RecipientParameters: Sendable, Hashable {
 public enum XText {
     public static func encode(_ text: String) -> String {
         // The common case, a plain address, is its own encoding: no copy.
-        guard text.utf8.contains(where: { !isPlain($0) }) else { return text }
+        let plain =
+            text.utf8.withContiguousStorageIfAvailable { bytes in bytes.allSatisfy(isPlain) }
+            ?? text.utf8.allSatisfy(isPlain)
+        guard !plain else { return text }
         let hex = Array("0123456789ABCDEF".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(text.utf8.count + 8)

@@ -113,7 +113,7 @@ public struct ClientContext: Sendable, Hashable {
 
     /// Whether this is that emulated session: host name `localhost`, a loopback address, port 0.
     public var isLocalSubmission: Bool {
-        guard port == 0, hostName?.lowercased() == "localhost", let address else { return false }
+        guard port == 0, hostName?.caseFolded == "localhost", let address else { return false }
         switch address.unmapped {
         case .v4(let value): return value >> 24 == 127
         case .v6(let high, let low): return high == 0 && low == 1

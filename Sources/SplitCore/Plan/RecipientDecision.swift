@@ -24,7 +24,9 @@ public enum Selection: Sendable, Hashable {
     case excluded(RuleReference)
 }
 
-public struct RecipientDecision: Sendable, Hashable {
+/// A class, immutable: the plan keeps one per recipient and walks them several times at end of
+/// message, and a reference is one retain where the value was eleven fields to copy.
+public final class RecipientDecision: Sendable, Hashable {
     /// `xxfi_envrcpt` argv[0] exactly as Postfix sent it: `smfi_delrcpt` must match it byte for byte.
     public let recipient: String
     public let parameters: RecipientParameters
@@ -45,9 +47,55 @@ public struct RecipientDecision: Sendable, Hashable {
     /// cannot refuse at RCPT (`ClientContext.isLocalSubmission`): accepted, and `guardNote` says so.
     public let guardWaived: Bool
 
+    init(
+        recipient: String, parameters: RecipientParameters, address: EnvelopeAddress?, section: SourceLocation?,
+        selection: Selection, copies: [PlannedTarget], rewrite: PlannedTarget?, problems: [String], verdict: Verdict,
+        guardNote: String?, guardWaived: Bool
+    ) {
+        self.recipient = recipient
+        self.parameters = parameters
+        self.address = address
+        self.section = section
+        self.selection = selection
+        self.copies = copies
+        self.rewrite = rewrite
+        self.problems = problems
+        self.verdict = verdict
+        self.guardNote = guardNote
+        self.guardWaived = guardWaived
+    }
+
+    public static func == (left: RecipientDecision, right: RecipientDecision) -> Bool {
+        left.recipient == right.recipient
+            && left.parameters == right.parameters
+            && left.address == right.address
+            && left.section == right.section
+            && left.selection == right.selection
+            && left.copies == right.copies
+            && left.rewrite == right.rewrite
+            && left.problems == right.problems
+            && left.verdict == right.verdict
+            && left.guardNote == right.guardNote
+            && left.guardWaived == right.guardWaived
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(recipient)
+        hasher.combine(parameters)
+        hasher.combine(address)
+        hasher.combine(section)
+        hasher.combine(selection)
+        hasher.combine(copies)
+        hasher.combine(rewrite)
+        hasher.combine(problems)
+        hasher.combine(verdict)
+        hasher.combine(guardNote)
+        hasher.combine(guardWaived)
+    }
+
     /// The key used for duplicate checks: the parsed address case-folded, or the raw argument.
     var identity: String {
-        address?.identity ?? recipient.trimmingAngleBrackets.lowercased()
+        address?.identity ?? recipient.trimmingAngleBrackets.caseFolded
     }
 }
 

@@ -232,8 +232,8 @@ struct UserKeys: Sequence {
     let base: String?
 
     init(_ parts: RecipientParts) {
-        full = parts.localPart.lowercased()
-        let base = parts.base.lowercased()
+        full = parts.localPart.caseFolded
+        let base = parts.base.caseFolded
         self.base = base == full ? nil : base
     }
 

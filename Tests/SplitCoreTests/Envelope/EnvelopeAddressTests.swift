@@ -68,3 +68,11 @@ import Testing
         #expect(RecipientParameters.parse(["ORCPT=" + String(repeating: "x", count: 600)]).originalRecipient == nil)
     }
 }
+
+@Suite struct CaseFoldingTests {
+    @Test func foldsLikeLowercased() {
+        for text in ["alice@example.org", "Alice@Example.ORG", "zoë@example.org", "ZOË", "", "a+B=c_d-e.f"] {
+            #expect(text.caseFolded == text.lowercased())
+        }
+    }
+}
