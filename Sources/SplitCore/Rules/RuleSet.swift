@@ -237,6 +237,16 @@ struct UserKeys: Sequence {
         self.base = base == full ? nil : base
     }
 
+    /// Without an array: asked on every RCPT, at most twice.
+    func contains(where predicate: (String) -> Bool) -> Bool {
+        predicate(full) || (base.map(predicate) ?? false)
+    }
+
+    /// The first non-nil `transform` of the keys, most specific first.
+    func firstMatch<T>(_ transform: (String) -> T?) -> T? {
+        transform(full) ?? base.flatMap(transform)
+    }
+
     func makeIterator() -> IndexingIterator<[String]> {
         (base.map { [full, $0] } ?? [full]).makeIterator()
     }
