@@ -40,7 +40,9 @@ enum Callbacks {
         d.xxfi_version = SMFI_VERSION
         d.xxfi_flags = Callbacks.flags
         d.xxfi_negotiate = { ctx, f0, f1, _, _, pf0, pf1, pf2, pf3 in
-            Callbacks.guarded(ctx, .negotiate) { ctx in try Callbacks.negotiate(ctx, f0, f1, pf0, pf1, pf2, pf3) }
+            Callbacks.guarded(ctx, .negotiate) { ctx in
+                try Callbacks.negotiate(ctx, f0, f1, pf0, pf1, pf2, pf3)
+            }
         }
         d.xxfi_connect = { ctx, hostName, address in
             Callbacks.guarded(ctx, .connect) { ctx in
@@ -59,7 +61,7 @@ enum Callbacks {
             }
         }
         d.xxfi_envrcpt = { ctx, argv in
-            Callbacks.guarded(ctx, .rcpt) { ctx in try Callbacks.recipient(ctx, Callbacks.arguments(argv)) }
+            Callbacks.guarded(ctx, .rcpt) { ctx in try Callbacks.recipient(ctx, argv) }
         }
         // DATA is answered even though nothing is decided there: an unanswered step leaves Postfix's
         // next small write waiting on a delayed ACK over TCP (research/spike.md §9).
@@ -69,7 +71,7 @@ enum Callbacks {
                 let session = Callbacks.session(ctx)
                 // Names compared on their bytes: a String is made only of the marker's value.
                 if let name, let value, !session.plan.carriesMarker,
-                    CopyMarker.isMarkerName(UnsafeRawBufferPointer(start: name, count: strlen(name))),
+                    CopyMarker.isMarkerName(UnsafeRawBufferPointer(start: name, count: strnlen(name, 64))),
                     session.snapshot.settings.marker.matches(
                         name: CopyMarker.headerName, value: String(cString: value))
                 {
@@ -100,13 +102,17 @@ enum Callbacks {
 
     /// Runs one callback body. A thrown error is logged and answered with TEMPFAIL, or, in a step
     /// negotiated as no-reply, remembered for EOM; such a step always answers NOREPLY.
-    static func guarded(_ ctx: OpaquePointer?, _ stage: Stage, _ body: (MilterContext) throws -> Int32) -> Int32 {
+    static func guarded(
+        _ ctx: OpaquePointer?, _ stage: Stage, _ body: (MilterContext) throws -> Int32
+    ) -> Int32 {
         guard let ctx else {
             runtime.logger.error("libmilter passed no context", metadata: ["stage": "\(stage.rawValue)"])
             return SMFIS_TEMPFAIL
         }
         let context = MilterContext(pointer: ctx)
-        let noReply = stage.noReplyFlag != 0 && (existingSession(context)?.noReplySteps ?? 0) & stage.noReplyFlag != 0
+        let noReply =
+            stage.noReplyFlag != 0
+            && (existingSession(context)?.noReplySteps ?? 0) & stage.noReplyFlag != 0
         do {
             let status = try body(context)
             return noReply ? SMFIS_NOREPLY : status
@@ -119,7 +125,8 @@ enum Callbacks {
                 return SMFIS_NOREPLY
             }
             try? Libmilter.setReply(
-                context, code: "451", enhanced: "4.3.0", text: "splitmilter: temporary failure at \(stage.rawValue)")
+                context, code: "451", enhanced: "4.3.0",
+                text: "splitmilter: temporary failure at \(stage.rawValue)")
             return SMFIS_TEMPFAIL
         }
     }
@@ -141,11 +148,10 @@ enum Callbacks {
         return created
     }
 
-    /// argv of envfrom/envrcpt as Swift strings; at most `maximumArguments`.
-    static func arguments(_ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> [String] {
-        guard let argv else { return [] }
+    /// argv[1...] of envrcpt (the ESMTP parameters) as Swift strings; at most `maximumArguments`.
+    static func parameters(_ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> [String] {
         var result: [String] = []
-        var index = 0
+        var index = 1
         while index < maximumArguments, let argument = argv[index] {
             result.append(String(cString: argument))
             index += 1
@@ -155,7 +161,9 @@ enum Callbacks {
 
     /// The client's address and TCP port from xxfi_connect; nil for non-IP clients (an smtpd on a
     /// unix socket). Postfix's emulated session for sendmail(1) gives 127.0.0.1, port 0.
-    static func ipAddress(_ address: UnsafeMutablePointer<sockaddr>) -> (address: IPAddress, port: UInt16)? {
+    static func ipAddress(_ address: UnsafeMutablePointer<sockaddr>) -> (
+        address: IPAddress, port: UInt16
+    )? {
         switch Int32(address.pointee.sa_family) {
         case AF_INET:
             return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
@@ -197,15 +205,19 @@ enum Callbacks {
         return SMFIS_CONTINUE
     }
 
-    static func recipient(_ ctx: MilterContext, _ argv: [String]) throws -> Int32 {
+    static func recipient(
+        _ ctx: MilterContext, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+    ) throws -> Int32 {
         let session = session(ctx)
-        guard let raw = argv.first else {
-            session.logger.warning("\(Libmilter.macro(ctx, "i") ?? "NOQUEUE"): RCPT without an address; ignored")
+        guard let argv, let first = argv[0] else {
+            session.logger.warning(
+                "\(Libmilter.macro(ctx, "i") ?? "NOQUEUE"): RCPT without an address; ignored")
             return SMFIS_CONTINUE
         }
+        let raw = String(cString: first)
         let decision = session.rules.decide(
-            recipient: raw, parameters: Array(argv.dropFirst()), client: session.client,
-            providers: session.snapshot.providers)
+            recipient: raw, parameters: argv[1] == nil ? [] : parameters(argv), client: session.client,
+            providers: session.snapshot.providers, resolved: { Libmilter.macro(ctx, "{rcpt_addr}") })
         switch decision.verdict {
         case .accept:
             if decision.guardWaived, let note = decision.guardNote {
@@ -219,7 +231,8 @@ enum Callbacks {
         }
         guard session.plan.record(decision) else {
             session.failure = "more than \(MessagePlan.maximumRecipients) recipients"
-            try Libmilter.setReply(ctx, code: "452", enhanced: "4.5.3", text: "Too many recipients for splitmilter")
+            try Libmilter.setReply(
+                ctx, code: "452", enhanced: "4.5.3", text: "Too many recipients for splitmilter")
             return SMFIS_TEMPFAIL
         }
         // CONTINUE, never ACCEPT: ACCEPT at RCPT would end filtering and skip EOM, losing the edits.
@@ -229,7 +242,8 @@ enum Callbacks {
     static func endOfMessage(_ ctx: MilterContext) throws -> Int32 {
         let session = session(ctx)
         defer { session.endMessage() }
-        let queueID = Libmilter.macro(ctx, "i") ?? "NOQUEUE"
+        // Made only for a line that is logged: most messages log nothing at the default level.
+        var queueID: String { Libmilter.macro(ctx, "i") ?? "NOQUEUE" }
         let logger = session.logger
         if let failure = session.failure {
             logger.error("\(queueID): refusing the message: \(failure)")
@@ -243,7 +257,8 @@ enum Callbacks {
             }
             if case .excluded(let rule) = decision.selection {
                 logger.debug(
-                    "\(queueID): rcpt=\(decision.recipient) no action: excluded rule=\(rule.location.fileAndLine)")
+                    "\(queueID): rcpt=\(decision.recipient) no action: excluded rule=\(rule.location.fileAndLine)"
+                )
             }
         }
         for edit in result.edits {

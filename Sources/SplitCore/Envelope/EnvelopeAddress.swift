@@ -17,24 +17,38 @@ public let maximumDomainLength = 255
 /// A recipient or target address split into local part and domain.
 ///
 /// `domain` is lower-cased (domains are case-insensitive); the local part keeps the case the client
-/// sent, because that is what a template copies.
+/// sent, because that is what a template copies. The whole address and its identity are made once,
+/// when the address is: the message path asks for both of every recipient and target.
 public struct EnvelopeAddress: Sendable, Hashable, CustomStringConvertible {
     public let localPart: String
     /// Lower-cased, without a trailing dot. Empty for a bare local part such as `postmaster`.
     public let domain: String
-
+    /// `local@domain`, or the bare local part.
+    public let description: String
     /// The key under which two addresses count as the same recipient: the whole address
-    /// case-folded. Postfix's duplicate filter folds case the same way. Made once: every target is
-    /// compared with its recipient and deduplicated by it.
+    /// case-folded. Postfix's duplicate filter folds case the same way.
     public let identity: String
 
     public init(localPart: String, domain: String) {
-        self.localPart = localPart
-        self.domain = domain
-        identity = domain.isEmpty ? localPart.caseFolded : localPart.caseFolded + "@" + domain.caseFolded
+        self.init(
+            localPart: localPart, domain: domain,
+            description: domain.isEmpty ? localPart : localPart + "@" + domain)
     }
 
-    public var description: String { domain.isEmpty ? localPart : localPart + "@" + domain }
+    /// `description` must be `localPart@domain` (or the bare local part): the parser and the
+    /// templates build it in one buffer.
+    init(localPart: String, domain: String, description: String) {
+        self.localPart = localPart
+        self.domain = domain
+        self.description = description
+        identity = description.caseFolded
+    }
+
+    public static func == (left: EnvelopeAddress, right: EnvelopeAddress) -> Bool {
+        left.description == right.description
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(description) }
 }
 
 /// Why a recipient argument cannot be used to build copies or rewrites.
@@ -63,47 +77,101 @@ public enum AddressProblem: Error, Sendable, Hashable, CustomStringConvertible {
 public enum EnvelopeAddressParser {
     /// Parses a RCPT argument as Postfix passes it (`<user@example.org>`, with or without brackets).
     ///
+    /// Postfix in its default non-strict mode (`strict_rfc821_envelopes = no`) passes the argument as
+    /// the client wrote it, and reads it itself with blanks dropped: `<zed@example.org >` and
+    /// `< zed@example.org>` are delivered to `zed@example.org`. So blanks (space, tab) around the
+    /// address, outside and inside the brackets, are dropped here too (docs/recipient-forms.md);
+    /// anything else unusual is a problem, and `RuleSet.decide` still finds the section it would
+    /// belong to (`RuleSet.roughDomain`) so that a guard is never escaped by spelling.
+    ///
     /// The result is usable in templates: a local part that is not a plain dot-atom made of
     /// `LocalPartCharacters` is refused with `.unsafeLocalPart`, so nothing the client sends can smuggle
     /// an `@`, `%`, `!`, quote, control character or route into a copy target.
     public static func parse(_ raw: String) -> Result<EnvelopeAddress, AddressProblem> {
-        let bytes = Array(raw.utf8)
+        var raw = raw
+        return raw.withUTF8 { parse(bytes: $0) }
+    }
+
+    static func parse(bytes: UnsafeBufferPointer<UInt8>) -> Result<EnvelopeAddress, AddressProblem> {
         if bytes.count > maximumAddressLength { return .failure(.tooLong(bytes.count)) }
         var body = bytes[...]
-        while let first = body.first, first == UInt8(ascii: " ") { body = body.dropFirst() }
-        while let last = body.last, last == UInt8(ascii: " ") { body = body.dropLast() }
+        body.trimBlanks()
         if body.first == UInt8(ascii: "<") {
             guard body.last == UInt8(ascii: ">"), body.count >= 2 else {
                 return .failure(.malformed("unbalanced angle brackets"))
             }
             body = body.dropFirst().dropLast()
+            body.trimBlanks()
         }
         if body.isEmpty { return .failure(.empty) }
-        if body.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
-            return .failure(.unsafeLocalPart("control character"))
+        // One pass for what makes an argument unusable, reported in this order below.
+        var control = false
+        var quote = false
+        var angle = false
+        var lastAt: Int?
+        for index in body.indices {
+            switch body[index] {
+            case 0..<0x20, 0x7F: control = true
+            case UInt8(ascii: "\""): quote = true
+            case UInt8(ascii: "<"), UInt8(ascii: ">"): angle = true
+            case UInt8(ascii: "@"): lastAt = index
+            default: break
+            }
         }
+        if control { return .failure(.unsafeLocalPart("control character")) }
         if body.first == UInt8(ascii: "@") { return .failure(.sourceRoute) }
-        if body.contains(UInt8(ascii: "\"")) { return .failure(.quotedLocalPart) }
-        if body.contains(where: { $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") }) {
-            return .failure(.malformed("angle bracket inside address"))
+        if quote { return .failure(.quotedLocalPart) }
+        if angle { return .failure(.malformed("angle bracket inside address")) }
+        guard let at = lastAt else {
+            if let problem = LocalPartCharacters.problem(in: body) {
+                return .failure(.unsafeLocalPart(problem))
+            }
+            let local = String(decoding: body, as: UTF8.self)
+            return .success(EnvelopeAddress(localPart: local, domain: "", description: local))
         }
-        guard let at = body.lastIndex(of: UInt8(ascii: "@")) else {
-            let local = Array(body)
-            if let problem = LocalPartCharacters.problem(in: local) { return .failure(.unsafeLocalPart(problem)) }
-            return .success(EnvelopeAddress(localPart: String(decoding: local, as: UTF8.self), domain: ""))
-        }
-        let local = Array(body[body.startIndex..<at])
-        var domain = Array(body[body.index(after: at)...])
+        let local = body[body.startIndex..<at]
+        var domain = body[(at + 1)...]
         if domain.first == UInt8(ascii: "[") { return .failure(.addressLiteral) }
-        if domain.last == UInt8(ascii: ".") { domain.removeLast() }
+        if domain.last == UInt8(ascii: ".") { domain = domain.dropLast() }
         if let problem = DomainName.problem(in: domain) { return .failure(.malformed(problem)) }
-        if let problem = LocalPartCharacters.problem(in: local) { return .failure(.unsafeLocalPart(problem)) }
+        if let problem = LocalPartCharacters.problem(in: local) {
+            return .failure(.unsafeLocalPart(problem))
+        }
+        // Both parts are ASCII now (checked): the domain is lower-cased byte by byte, and the whole
+        // address is written into one buffer.
+        let domainText =
+            domain.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }
+            ? String(unsafeUninitializedCapacity: domain.count) { buffer in
+                for (offset, byte) in domain.enumerated() { buffer[offset] = asciiLowercased(byte) }
+                return domain.count
+            } : String(decoding: domain, as: UTF8.self)
+        let whole = String(unsafeUninitializedCapacity: local.count + 1 + domain.count) { buffer in
+            var end = buffer.initialize(fromContentsOf: local)
+            buffer[end] = UInt8(ascii: "@")
+            end += 1
+            var domainText = domainText
+            domainText.withUTF8 { end = buffer[end...].initialize(fromContentsOf: $0) }
+            return end
+        }
         return .success(
             EnvelopeAddress(
-                localPart: String(decoding: local, as: UTF8.self),
-                domain: String(decoding: domain, as: UTF8.self).caseFolded
-            )
-        )
+                localPart: String(decoding: local, as: UTF8.self), domain: domainText, description: whole))
+    }
+}
+
+/// The byte lower-cased if it is an ASCII capital letter.
+@inline(__always)
+func asciiLowercased(_ byte: UInt8) -> UInt8 {
+    byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+}
+
+extension Slice where Base == UnsafeBufferPointer<UInt8> {
+    /// Drops spaces and tabs at both ends.
+    mutating func trimBlanks() {
+        while let first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") {
+            self = dropFirst()
+        }
+        while let last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { self = dropLast() }
     }
 }
 
@@ -120,7 +188,8 @@ public enum LocalPartCharacters {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
             UInt8(ascii: "0")...UInt8(ascii: "9"):
             true
-        case UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "="):
+        case UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "+"),
+            UInt8(ascii: "="):
             true
         default:
             false

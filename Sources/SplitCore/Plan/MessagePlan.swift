@@ -39,21 +39,22 @@ public struct CopyMarker: Sendable, Hashable {
 
     /// True when a received header is this instance's marker.
     public func matches(name: String, value: String) -> Bool {
-        Self.isMarkerName(name.utf8) && value.trimmingBlanks == instance
+        var name = name
+        return name.withUTF8 { Self.isMarkerName(UnsafeRawBufferPointer($0)) }
+            && value.trimmingBlanks == instance
     }
 
     /// True when a header name is the marker's, compared without case on its bytes: the daemon asks
     /// this of every header, before it makes a String of any value.
-    public static func isMarkerName<Name: Collection<UInt8>>(_ name: Name) -> Bool {
+    public static func isMarkerName(_ name: UnsafeRawBufferPointer) -> Bool {
         guard name.count == headerNameBytes.count else { return false }
-        return zip(name, headerNameBytes).allSatisfy { asciiLowercase($0) == $1 }
+        for index in 0..<name.count where asciiLowercased(name[index]) != headerNameBytes[index] {
+            return false
+        }
+        return true
     }
 
     static let headerNameBytes = Array(headerName.lowercased().utf8)
-
-    static func asciiLowercase(_ byte: UInt8) -> UInt8 {
-        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
-    }
 }
 
 public struct MessagePlan: Sendable {
@@ -99,21 +100,22 @@ public struct MessagePlan: Sendable {
         var edits: [EnvelopeEdit] = []
         var additions: [Addition] = []
         var skipped: [Skip] = []
-        var deleted = Set<String>()
-        var remaining = Set<String>()
+        var deleted = FewStrings()
+        // The recipients that stay, then every address added: nothing is added twice.
+        var present = FewStrings()
         for decision in decisions {
             if decision.rewrite != nil {
-                if deleted.insert(decision.recipient).inserted { edits.append(.deleteRecipient(decision.recipient)) }
+                if deleted.insert(decision.recipient) { edits.append(.deleteRecipient(decision.recipient)) }
             } else {
-                remaining.insert(decision.identity)
+                _ = present.insert(decision.identity)
             }
         }
         // A recipient sent twice, once rewritten and once not, stays: its delete cancels both records.
-        var present = remaining
         for decision in decisions {
             guard let target = decision.rewrite else { continue }
-            if present.insert(target.address.identity).inserted {
-                edits.append(.addRecipient(target.address.description, parameters: rewriteParameters(decision)))
+            if present.insert(target.address.identity) {
+                edits.append(
+                    .addRecipient(target.address.description, parameters: rewriteParameters(decision)))
                 additions.append(Addition(kind: .rewrite, target: target, forRecipient: decision.recipient))
             } else {
                 skipped.append(
@@ -127,15 +129,19 @@ public struct MessagePlan: Sendable {
                 if carriesMarker {
                     skipped.append(
                         Skip(
-                            target: target, forRecipient: decision.recipient, reason: "message was already copied here")
+                            target: target, forRecipient: decision.recipient,
+                            reason: "message was already copied here")
                     )
-                } else if present.insert(target.address.identity).inserted {
-                    edits.append(.addRecipient(target.address.description, parameters: copyParameters(decision)))
+                } else if present.insert(target.address.identity) {
+                    edits.append(
+                        .addRecipient(target.address.description, parameters: copyParameters(decision)))
                     additions.append(Addition(kind: .copy, target: target, forRecipient: decision.recipient))
                     copies += 1
                 } else {
                     skipped.append(
-                        Skip(target: target, forRecipient: decision.recipient, reason: "already a recipient or copy")
+                        Skip(
+                            target: target, forRecipient: decision.recipient,
+                            reason: "already a recipient or copy")
                     )
                 }
             }
@@ -148,19 +154,45 @@ public struct MessagePlan: Sendable {
 
     /// `ORCPT=rfc822;<recipient>`: the recipient this hop received, xtext-encoded.
     static func originalRecipient(_ decision: RecipientDecision) -> String {
-        "rfc822;" + XText.encode(decision.address?.description ?? decision.recipient.trimmingAngleBrackets)
+        "rfc822;" + originalRecipientText(decision)
+    }
+
+    static func originalRecipientText(_ decision: RecipientDecision) -> String {
+        XText.encode(decision.address?.description ?? decision.recipient.trimmingAngleBrackets)
     }
 
     func copyParameters(_ decision: RecipientDecision) -> String {
-        "NOTIFY=NEVER ORCPT=" + Self.originalRecipient(decision)
+        "NOTIFY=NEVER ORCPT=rfc822;" + Self.originalRecipientText(decision)
     }
 
     /// A rewrite keeps the client's NOTIFY (if it gave one) and its ORCPT, or names the original.
     func rewriteParameters(_ decision: RecipientDecision) -> String {
-        var parameters: [String] = []
-        if let notify = decision.parameters.notify { parameters.append("NOTIFY=" + notify) }
-        parameters.append("ORCPT=" + (decision.parameters.originalRecipient ?? Self.originalRecipient(decision)))
-        return parameters.joined(separator: " ")
+        let original =
+            "ORCPT=" + (decision.parameters.originalRecipient ?? Self.originalRecipient(decision))
+        guard let notify = decision.parameters.notify else { return original }
+        return "NOTIFY=" + notify + " " + original
+    }
+}
+
+/// A set of strings sized for a message's recipients: a scan of an array while it holds few (a
+/// message has one or two recipients more often than not, and a scan compares no hashes), a hash
+/// set once it holds more.
+struct FewStrings {
+    static let scanLimit = 16
+    private var few: [String] = []
+    private var many: Set<String>?
+
+    /// Inserts `text`; false when it was already there.
+    mutating func insert(_ text: String) -> Bool {
+        if many != nil { return many!.insert(text).inserted }
+        if few.contains(text) { return false }
+        if few.count < Self.scanLimit {
+            few.append(text)
+        } else {
+            many = Set(few + [text])
+            few = []
+        }
+        return true
     }
 }
 

@@ -5,9 +5,28 @@
 /// no action and a `problem` saying why, and is delivered as Postfix would without the milter.
 
 /// A copy or rewrite target after filling in the template, with the rule that produced it.
-public struct PlannedTarget: Sendable, Hashable {
+///
+/// A class, immutable: made once at RCPT, then referred to by the plan, its edits and its log
+/// lines, each one retain.
+public final class PlannedTarget: Sendable, Hashable, CustomStringConvertible {
     public let address: EnvelopeAddress
     public let rule: RuleReference
+
+    init(address: EnvelopeAddress, rule: RuleReference) {
+        self.address = address
+        self.rule = rule
+    }
+
+    public var description: String { "\(address) (\(rule))" }
+
+    public static func == (left: PlannedTarget, right: PlannedTarget) -> Bool {
+        left.address == right.address && left.rule == right.rule
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(address)
+        hasher.combine(rule)
+    }
 }
 
 /// How a recipient was matched against its domain's section, for logs and `explain`.
@@ -48,8 +67,10 @@ public final class RecipientDecision: Sendable, Hashable {
     public let guardWaived: Bool
 
     init(
-        recipient: String, parameters: RecipientParameters, address: EnvelopeAddress?, section: SourceLocation?,
-        selection: Selection, copies: [PlannedTarget], rewrite: PlannedTarget?, problems: [String], verdict: Verdict,
+        recipient: String, parameters: RecipientParameters, address: EnvelopeAddress?,
+        section: SourceLocation?,
+        selection: Selection, copies: [PlannedTarget], rewrite: PlannedTarget?, problems: [String],
+        verdict: Verdict,
         guardNote: String?, guardWaived: Bool
     ) {
         self.recipient = recipient
@@ -101,21 +122,26 @@ public final class RecipientDecision: Sendable, Hashable {
 
 extension RuleSet {
     /// Decides what happens to one recipient. `parameters` are argv[1...] of `xxfi_envrcpt`;
-    /// `client` and `providers` feed the guards (`allow-clients`, `known`).
+    /// `client` and `providers` feed the guards (`allow-clients`, `known`). `resolved` is Postfix's
+    /// own reading of the address (the `{rcpt_addr}` macro), asked for only when `recipient` cannot
+    /// be parsed: a guard then still applies to the domain Postfix will route to.
     public func decide(
         recipient: String, parameters: [String] = [], client: ClientContext = .unknown,
-        providers: ProviderNetworks = .empty
+        providers: ProviderNetworks = .empty, resolved: () -> String? = { nil }
     ) -> RecipientDecision {
-        let dsn = RecipientParameters.parse(parameters)
+        let dsn = parameters.isEmpty ? RecipientParameters() : RecipientParameters.parse(parameters)
         func outcome(
-            _ address: EnvelopeAddress?, _ section: SourceLocation? = nil, _ selection: Selection = .noSection,
+            _ address: EnvelopeAddress?, _ section: SourceLocation? = nil,
+            _ selection: Selection = .noSection,
             copies: [PlannedTarget] = [], rewrite: PlannedTarget? = nil, problems: [String] = [],
             verdict: Verdict = .accept, note: String? = nil, waived: Bool = false
         ) -> RecipientDecision {
             let refused = verdict != .accept
             return RecipientDecision(
-                recipient: recipient, parameters: dsn, address: address, section: section, selection: selection,
-                copies: refused ? [] : copies, rewrite: refused ? nil : rewrite, problems: problems, verdict: verdict,
+                recipient: recipient, parameters: dsn, address: address, section: section,
+                selection: selection,
+                copies: refused ? [] : copies, rewrite: refused ? nil : rewrite, problems: problems,
+                verdict: verdict,
                 guardNote: note, guardWaived: waived
             )
         }
@@ -125,10 +151,9 @@ extension RuleSet {
         case .success(let parsed):
             address = parsed
         case .failure(let problem):
-            // Only a recipient of a domain we have rules for deserves a word about why it got none.
-            guard let domain = Self.roughDomain(of: recipient), let rules = section(for: domain) else {
-                return outcome(nil)
-            }
+            // Only a recipient of a domain we have rules for deserves a word about why it got none,
+            // and its domain's guards decide it: an unusable spelling must not escape them.
+            guard let rules = unusableSection(recipient, resolved: resolved) else { return outcome(nil) }
             let guardResult = GuardCheck(
                 rules: rules, trust: trust, recipient: recipient, keys: nil, userRule: nil, rewrite: nil,
                 client: client, providers: providers
@@ -137,11 +162,13 @@ extension RuleSet {
                 nil, rules.location, .unusable, problems: ["\(problem)"], verdict: guardResult.verdict,
                 note: guardResult.note, waived: guardResult.waived)
         }
-        guard !address.domain.isEmpty, let rules = section(for: address.domain) else { return outcome(address) }
+        guard !address.domain.isEmpty, let rules = section(for: address.domain) else {
+            return outcome(address)
+        }
 
         let parts = RecipientParts(address: address, delimiters: rules.delimiters)
         let keys = UserKeys(parts)
-        let userRule = keys.lazy.compactMap { rules.users[$0] }.first
+        let userRule = keys.firstMatch { rules.users[$0] }
         let inScope = rules.scope.includes(keys)
         let selection: Selection
         if let reference = userRule?.copy?.reference ?? userRule?.rewrite?.reference {
@@ -158,15 +185,19 @@ extension RuleSet {
 
         var problems: [String] = []
         var copies: [PlannedTarget] = []
-        for template in copyRule?.targets ?? [] {
-            guard let rule = copyRule?.reference else { break }
-            switch template.render(parts) {
-            case .success(let target) where target.identity == address.identity:
-                problems.append("copy target \(target) is the recipient itself (\(rule.location.fileAndLine))")
-            case .success(let target):
-                copies.append(PlannedTarget(address: target, rule: rule))
-            case .failure(let problem):
-                problems.append("no copy: \(problem) (\(rule.location.fileAndLine))")
+        if let copyRule {
+            copies.reserveCapacity(copyRule.targets.count)
+            for template in copyRule.targets {
+                switch template.render(parts) {
+                case .success(let target) where target.identity == address.identity:
+                    problems.append(
+                        "copy target \(target) is the recipient itself (\(copyRule.reference.location.fileAndLine))"
+                    )
+                case .success(let target):
+                    copies.append(PlannedTarget(address: target, rule: copyRule.reference))
+                case .failure(let problem):
+                    problems.append("no copy: \(problem) (\(copyRule.reference.location.fileAndLine))")
+                }
             }
         }
         var rewrite: PlannedTarget? = nil
@@ -180,6 +211,10 @@ extension RuleSet {
                 problems.append("no rewrite: \(problem) (\(rule.reference.location.fileAndLine))")
             }
         }
+        guard rules.guards.isActive || userRule?.allowClients != nil else {
+            return outcome(
+                address, rules.location, selection, copies: copies, rewrite: rewrite, problems: problems)
+        }
         let guardResult = GuardCheck(
             rules: rules, trust: trust, recipient: recipient, keys: keys, userRule: userRule,
             rewrite: rewrite.map { RecipientParts(address: $0.address, delimiters: rules.delimiters) },
@@ -190,21 +225,52 @@ extension RuleSet {
             verdict: guardResult.verdict, note: guardResult.note, waived: guardResult.waived)
     }
 
-    /// The lower-cased text after the last `@`, for recipients too broken to parse fully.
+    /// The section an unparsable recipient belongs to, as Postfix would route it: the domain of
+    /// `{rcpt_addr}` (Postfix's own reading: `zed%example.org@this-host` is `zed@example.org` to it),
+    /// else the rough domain of the argument as the client wrote it.
+    func unusableSection(_ recipient: String, resolved: () -> String?) -> DomainRules? {
+        if let resolved = resolved(), let domain = Self.roughDomain(of: resolved),
+            let rules = section(for: domain)
+        {
+            return rules
+        }
+        return Self.roughDomain(of: recipient).flatMap { section(for: $0) }
+    }
+
+    /// The lower-cased text after the last `@` as Postfix would read it, for recipients too broken to
+    /// parse: blanks, angle brackets and comments in parentheses dropped, trailing dots ignored.
     static func roughDomain(of raw: String) -> String? {
-        let trimmed = raw.trimmingAngleBrackets
-        guard trimmed.utf8.count <= maximumAddressLength, let at = trimmed.lastIndex(of: "@") else { return nil }
-        let domain = trimmed[trimmed.index(after: at)...].lowercased()
-        return domain.isEmpty ? nil : domain
+        guard raw.utf8.count <= maximumAddressLength else { return nil }
+        var kept: [UInt8] = []
+        var depth = 0
+        for byte in raw.utf8 {
+            switch byte {
+            case UInt8(ascii: "("): depth += 1
+            case UInt8(ascii: ")"): depth = max(0, depth - 1)
+            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "<"), UInt8(ascii: ">"): continue
+            default: if depth == 0 { kept.append(asciiLowercased(byte)) }
+            }
+        }
+        guard let at = kept.lastIndex(of: UInt8(ascii: "@")) else { return nil }
+        var domain = kept[(at + 1)...]
+        while domain.last == UInt8(ascii: ".") { domain = domain.dropLast() }
+        return domain.isEmpty ? nil : String(decoding: domain, as: UTF8.self)
     }
 }
 
 extension String {
+    /// Without blanks around it and without its angle brackets: the address a broken argument names.
     var trimmingAngleBrackets: String {
         var text = Substring(self)
-        while text.first == " " { text = text.dropFirst() }
-        while text.last == " " { text = text.dropLast() }
-        if text.first == "<", text.last == ">", text.count >= 2 { text = text.dropFirst().dropLast() }
+        func trim() {
+            while text.first == " " || text.first == "\t" { text = text.dropFirst() }
+            while text.last == " " || text.last == "\t" { text = text.dropLast() }
+        }
+        trim()
+        if text.first == "<", text.last == ">", text.count >= 2 {
+            text = text.dropFirst().dropLast()
+            trim()
+        }
         return String(text)
     }
 }

@@ -39,6 +39,16 @@ public struct RecipientParts: Sendable, Hashable {
             self.init(localPart: local, base: local, extension: "", domain: address.domain)
         }
     }
+
+    func text(of piece: AddressTemplate.Piece) -> String {
+        switch piece {
+        case .literal(let text): text
+        case .localPart: localPart
+        case .base: base
+        case .fileExtension: fileExtension
+        case .domain: domain
+        }
+    }
 }
 
 public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
@@ -142,20 +152,33 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
 
     /// Fills in the template. Fails (with the reason) when the result is not a usable local part,
     /// e.g. longer than 64 octets or with doubled dots after substitution.
+    ///
+    /// Writes the address into one buffer: this runs for every copy and rewrite of every message.
     public func render(_ parts: RecipientParts) -> Result<EnvelopeAddress, AddressProblem> {
-        var local = ""
-        for piece in localPieces {
-            switch piece {
-            case .literal(let text): local += text
-            case .localPart: local += parts.localPart
-            case .base: local += parts.base
-            case .fileExtension: local += parts.fileExtension
-            case .domain: local += parts.domain
+        var localLength = 0
+        for piece in localPieces { localLength += parts.text(of: piece).utf8.count }
+        let domainLength = domain.utf8.count
+        let whole = String(
+            unsafeUninitializedCapacity: localLength + (domainLength > 0 ? 1 + domainLength : 0)
+        ) { buffer in
+            var end = 0
+            func append(_ text: String) {
+                var text = text
+                text.withUTF8 { end = buffer[end...].initialize(fromContentsOf: $0) }
             }
+            for piece in localPieces { append(parts.text(of: piece)) }
+            if domainLength > 0 {
+                buffer[end] = UInt8(ascii: "@")
+                end += 1
+                append(domain)
+            }
+            return end
         }
-        if let problem = LocalPartCharacters.problem(in: local.utf8) {
+        let local = whole.utf8.prefix(localLength)
+        if let problem = LocalPartCharacters.problem(in: local) {
             return .failure(.unsafeLocalPart("\(problem) (after filling in '\(source)')"))
         }
-        return .success(EnvelopeAddress(localPart: local, domain: domain))
+        let localPart = domainLength > 0 ? String(Substring(local)) : whole
+        return .success(EnvelopeAddress(localPart: localPart, domain: domain, description: whole))
     }
 }

@@ -12,12 +12,18 @@ import Testing
             ("<Bob+News@example.org.>", "Bob+News", "example.org"),
             ("<postmaster>", "postmaster", ""),
             ("<o'neil@example.org>", nil, nil),
+            // Blanks around the address, inside or outside the brackets: Postfix drops them.
+            ("<zed@example.org >", "zed", "example.org"),
+            ("<zed@example.org\t>", "zed", "example.org"),
+            ("\t< Zed@EXAMPLE.org\t> ", "Zed", "example.org"),
         ] as [(String, String?, String?)])
     func parsesWhatPostfixSends(raw: String, local: String?, domain: String?) {
         switch EnvelopeAddressParser.parse(raw) {
         case .success(let address):
             #expect(address.localPart == local)
             #expect(address.domain == domain)
+            #expect(address.description == "\(local ?? "")@\(domain ?? "")" || domain == "")
+            #expect(address.identity == address.description.lowercased())
         case .failure(let problem):
             #expect(local == nil, "\(problem)")
         }

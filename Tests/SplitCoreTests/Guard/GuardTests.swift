@@ -89,4 +89,37 @@ import Testing
         #expect(refused.copies.isEmpty)
         #expect(copying.decide(recipient: "<alice@a.example>").copies.count == 1)
     }
+
+    /// Spellings Postfix accepts in its default non-strict mode and delivers to the plain address
+    /// (docs/recipient-forms.md): a guard must decide each exactly as it decides the plain address.
+    @Test(
+        arguments: [
+            ("<zed@open.example >", "550 5.1.1"),  // a blank before '>'
+            ("<zed@open.example\t>", "550 5.1.1"),  // a tab before '>'
+            ("< zed@open.example>", "550 5.1.1"),
+            (" <zed@OPEN.example.> ", "550 5.1.1"),
+            ("<zed @open.example>", "550 5.1.1"),  // unparsable here: decided on its rough domain
+            ("<zed@open.example (comment)>", "550 5.1.1"),
+            ("<@relay.example:zed@open.example>", "550 5.1.1"),  // source route
+            ("<zed%elsewhere.example@open.example>", "550 5.1.1"),
+            ("<alice@open.example >", "accept"),
+            ("<frank@cache.example >", "550 5.7.1"),
+            ("<frank@cache.example\t>", "550 5.7.1"),
+        ] as [(String, String)])
+    func guardsCannotBeEscapedBySpelling(rcpt: String, expected: String) {
+        #expect(code(verdict(rcpt, from: "198.51.100.1")) == expected)
+    }
+
+    /// An argument too odd to read is decided on the domain Postfix itself resolved (`{rcpt_addr}`):
+    /// with `allow_percent_hack`, `zed%cache.example@this-host` is routed to zed@cache.example.
+    @Test func anUnparsableRecipientIsDecidedOnPostfixsReading() {
+        let client = ClientContext(address: IPAddress("198.51.100.1"), authenticatedAs: nil)
+        let decision = set.decide(
+            recipient: "<zed%cache.example@mx.elsewhere.example>", client: client, providers: providers,
+            resolved: { "zed@cache.example" })
+        #expect(code(decision.verdict) == "550 5.7.1")
+        let unresolved = set.decide(
+            recipient: "<zed%cache.example@mx.elsewhere.example>", client: client, providers: providers)
+        #expect(code(unresolved.verdict) == "accept")
+    }
 }
