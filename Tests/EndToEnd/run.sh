@@ -907,6 +907,32 @@ guarded_send() {
     fi
 }
 
+# raw_rcpt PORT CLIENT ARG: the reply to "RCPT TO:ARG" sent byte for byte from CLIENT (a 127.x
+# address), in a transaction that is then reset: swaks writes RCPT TO:<...> itself and cannot send
+# the spellings Postfix accepts in its default non-strict mode (a blank or tab before '>').
+raw_rcpt() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import socket, sys
+port, client, arg = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(client, 0))
+f = s.makefile("rb")
+def reply():
+    while True:
+        line = f.readline().decode("latin-1").rstrip("\r\n")
+        if len(line) < 4 or line[3] != "-":
+            return line
+def say(text):
+    s.sendall(text.encode("latin-1") + b"\r\n")
+    return reply()
+reply()
+say("EHLO raw.example")
+say("MAIL FROM:<sender@example.org>")
+print(say("RCPT TO:" + arg))
+say("RSET")
+say("QUIT")
+PY
+}
+
 # expect_milter_reject CHECK CLIENT RCPT CODE: Postfix logged the milter's refusal of RCPT.
 expect_milter_reject() {
     expect_match "$1 maillog: Postfix logged the milter's $4 for <$3>" \
@@ -947,6 +973,16 @@ scenario_j() {
     guarded_send j5b "$p" 127.0.0.5 accept "" --auth PLAIN --auth-user carol --auth-password e2e-secret
     expect_match "j5b maillog: the client logged in as carol" "\[127\.0\.0\.5\], sasl_method=PLAIN, sasl_username=carol" \
         "$(pf_log_since "$R" "$MARK" | grep -F " $QID: client=")"
+    # j6: spellings Postfix accepts and delivers to alice@cache.example (a blank or a tab before
+    # '>', blanks inside the brackets, a comment) are refused from 127.0.0.3 all the same.
+    local spelling
+    for spelling in '<alice@cache.example >' $'<alice@cache.example\t>' '< alice@cache.example >' \
+        '<alice@cache.example (c)>'; do
+        expect_eq "j6 RCPT TO:$spelling from 127.0.0.3: refused" "550 5.7.1 $J_TEXT" \
+            "$(raw_rcpt "$p" 127.0.0.3 "$spelling")"
+    done
+    expect_match "j6 the same spelling from the allowed client: 250" '^250 ' \
+        "$(raw_rcpt "$p" 127.0.0.2 '<alice@cache.example >')"
     expect_no_match "j the daemon logged no error" 'error|critical' "$(daemon_log_since milter-j "$mark")"
 }
 
@@ -983,6 +1019,15 @@ scenario_k() {
     expect_eq "k1 no DSN about the message in sender.mbox" 0 "$(mbox_count sender "$ID")"
     if pf_queue_empty "$R"; then ok "k1 the queue is empty"; else
         fail "k1 the queue is empty" "Mail queue is empty" "$(pf_queue "$R")"; fi
+
+    # k1b: mallory spelt as Postfix accepts it (blank or tab before '>') is refused all the same;
+    # alice spelt so is accepted.
+    local spelling
+    for spelling in '<mallory@users.example >' $'<mallory@users.example\t>' '<mallory@USERS.example. >'; do
+        expect_match "k1b RCPT TO:$spelling: 550 5.1.1" '^550 5\.1\.1 ' "$(raw_rcpt "$p" 127.0.0.2 "$spelling")"
+    done
+    expect_match "k1b RCPT TO:<alice@users.example >: 250" '^250 ' \
+        "$(raw_rcpt "$p" 127.0.0.2 '<alice@users.example >')"
 
     # k2 (control; proves the checks above can see backscatter): the same recipient through a
     # listener without the milter is accepted by Postfix (the users.example catch-all) and then
