@@ -64,7 +64,25 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
     /// The literal domain, lower-cased; empty for a bare local user (rewrites only).
     public let domain: String
     /// The template as written in the rule file.
-    public let source: String
+    public var source: String { written ?? spelled }
+    /// The text as written, kept only when the pieces and domain do not spell it (a domain written
+    /// with capitals): a million targets keep no second copy of their text.
+    let written: String?
+
+    /// The pieces and domain written out: `%u`, `%b`, `%e`, `%d` and literals, then `@domain`.
+    private var spelled: String {
+        var text = ""
+        for piece in localPieces {
+            switch piece {
+            case .literal(let literal): text += literal
+            case .localPart: text += "%u"
+            case .base: text += "%b"
+            case .fileExtension: text += "%e"
+            case .domain: text += "%d"
+            }
+        }
+        return domain.isEmpty ? text : text + "@" + domain
+    }
 
     public var description: String { source }
 
@@ -81,7 +99,17 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
     /// Works on the UTF-8 bytes (a million `user … copy` lines parse a million templates); error
     /// offsets count characters, for the column of the diagnostic.
     public static func parse(_ text: String, allowBareLocalPart: Bool) -> Result<AddressTemplate, ParseError> {
-        let bytes = Array(text.utf8)
+        var utf8 = text
+        return utf8.withUTF8 { parse($0, allowBareLocalPart: allowBareLocalPart, source: text) }
+    }
+
+    /// Parses the template in `bytes` (a slice of a rule file). `source` is the same text as a
+    /// string, when the caller has one (kept only if the result cannot spell it); `sharing` is a template parsed before: when this one has
+    /// the same domain, it shares that domain's string (a million targets in one domain keep one).
+    static func parse(
+        _ bytes: UnsafeBufferPointer<UInt8>, allowBareLocalPart: Bool, source: String? = nil,
+        sharing previous: AddressTemplate? = nil
+    ) -> Result<AddressTemplate, ParseError> {
         func fail(_ message: String, at byte: Int) -> Result<AddressTemplate, ParseError> {
             .failure(.invalid(message, offset: String(decoding: bytes[..<byte], as: UTF8.self).count))
         }
@@ -136,7 +164,7 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
             guard allowBareLocalPart else {
                 return fail("copy target needs a domain: write local@domain", at: bytes.count)
             }
-            return .success(AddressTemplate(localPieces: pieces, domain: "", source: text))
+            return .success(AddressTemplate(localPieces: pieces, domain: "", written: nil))
         }
         let domainBytes = bytes[(at + 1)...]
         if let percentIndex = domainBytes.firstIndex(of: percent) {
@@ -146,8 +174,17 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
         if let problem = DomainName.problem(in: domainBytes) {
             return fail(problem, at: at + 1)
         }
-        let domain = String(decoding: domainBytes, as: UTF8.self).lowercased()
-        return .success(AddressTemplate(localPieces: pieces, domain: domain, source: text))
+        let domain: String
+        let isLower = !domainBytes.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }
+        var previousDomain = previous?.domain ?? ""
+        if isLower, previousDomain.withUTF8({ sameBytes($0, UnsafeBufferPointer(rebasing: domainBytes)) }) {
+            domain = previousDomain
+        } else {
+            let written = String(decoding: domainBytes, as: UTF8.self)
+            domain = isLower ? written : written.lowercased()
+        }
+        let written = isLower ? nil : source ?? String(decoding: bytes, as: UTF8.self)
+        return .success(AddressTemplate(localPieces: pieces, domain: domain, written: written))
     }
 
     /// Fills in the template. Fails (with the reason) when the result is not a usable local part,

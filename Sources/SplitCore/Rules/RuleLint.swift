@@ -8,6 +8,8 @@ enum RuleLint {
         var found: [Diagnostic] = []
         // Targets of a million user lines name a handful of domains: each is looked up once.
         var sections: [String: DomainRules?] = [:]
+        // Nearly always the same domain as the target before: compared, not hashed.
+        var last: (domain: String, section: DomainRules?)?
         func check(_ template: AddressTemplate, _ reference: RuleReference, user: String?, in section: DomainRules) {
             if isRecipientItself(template, section: section, user: user) {
                 found.append(
@@ -18,12 +20,15 @@ enum RuleLint {
             }
             guard !template.domain.isEmpty else { return }
             let other: DomainRules?
-            if let known = sections[template.domain] {
+            if let last, last.domain == template.domain {
+                other = last.section
+            } else if let known = sections[template.domain] {
                 other = known
             } else {
                 other = set.section(for: template.domain)
                 sections[template.domain] = .some(other)
             }
+            last = (template.domain, other)
             if let other {
                 found.append(
                     .warning(
@@ -50,8 +55,12 @@ enum RuleLint {
     /// `%u@D` in D's own section, or `user x … x@D`.
     static func isRecipientItself(_ template: AddressTemplate, section: DomainRules, user: String?) -> Bool {
         guard section.names.contains(template.domain) else { return false }
-        if template.localPieces == [.localPart] { return true }
-        if let user, template.localPieces == [.literal(user)] { return true }
-        return false
+        // Matched in place: array literals here would allocate once per user rule.
+        guard template.localPieces.count == 1 else { return false }
+        switch template.localPieces[0] {
+        case .localPart: return true
+        case .literal(let text): return text == user
+        default: return false
+        }
     }
 }

@@ -3,6 +3,10 @@
 ///
 /// The parser collects every error with its `file:line:col` and returns a `RuleSet` only when
 /// there is none, so a bad file can never half-replace good rules.
+///
+/// Built for files of a million lines: a line is read in place from the file's bytes (its words are
+/// offsets, made into strings only where a rule keeps one), and a rule keeps a reference to its
+/// line instead of a copy of its text.
 
 public struct RuleParseResult: Sendable {
     /// nil when `diagnostics` holds at least one error.
@@ -26,55 +30,28 @@ public enum RuleParser {
             return RuleParseResult(ruleSet: nil, diagnostics: diagnostics)
         }
         let trust = TrustPolicy(networks: state.trustedNetworks, trustAuthenticated: state.trustAuthenticated ?? true)
-        let set = RuleSet(exact: state.exact, subdomains: state.subdomains, files: state.files, trust: trust)
-        return RuleParseResult(ruleSet: set, diagnostics: diagnostics + RuleLint.warnings(set))
+        let set = RuleSet(
+            exact: state.exact, subdomains: state.subdomains, sections: state.sections, files: state.files,
+            trust: trust)
+        let warnings = RuleLint.warnings(set)
+        return RuleParseResult(ruleSet: set, diagnostics: warnings.isEmpty ? diagnostics : diagnostics + warnings)
     }
 }
 
-/// One word of a line and where it starts.
-struct Word {
+/// One word of a line and where it starts, as other line formats (the SPF cache) use them.
+struct LineWord {
     let text: String
     let column: Int
 }
 
-/// Splits a line into words. Separators are blanks and commas; `#` starts a comment. Each word is
-/// made from its slice of the line at once (a million-line file has four million words).
-func words(of line: ArraySlice<UInt8>) -> [Word] {
-    var result: [Word] = []
-    result.reserveCapacity(4)
-    let end = line.firstIndex(of: UInt8(ascii: "#")) ?? line.endIndex
-    var start: Int? = nil
-    func add(upTo index: Int) {
-        if let first = start {
-            result.append(
-                Word(text: String(decoding: line[first..<index], as: UTF8.self), column: first - line.startIndex + 1))
-        }
-        start = nil
+/// Splits a line into words. Separators are blanks, tabs, carriage returns and commas; `#` starts
+/// a comment.
+func words(of line: ArraySlice<UInt8>) -> [LineWord] {
+    line.withUnsafeBufferPointer { bytes in
+        var reader = Line(file: RuleFileText(path: "", bytes: []), bytes: bytes)
+        _ = reader.read(from: 0, number: 1)
+        return reader.words.map { LineWord(text: reader.text($0), column: $0.column) }
     }
-    for index in line.startIndex..<end {
-        let byte = line[index]
-        if byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: ",")
-            || byte == UInt8(ascii: "\r")
-        {
-            add(upTo: index)
-        } else if start == nil {
-            start = index
-        }
-    }
-    add(upTo: end)
-    return result
-}
-
-/// The words of a line joined by single blanks, as rules quote their line (`user carol rewrite c`):
-/// built from the line's bytes in one buffer.
-func joinedText(of line: ArraySlice<UInt8>, _ words: [Word]) -> String {
-    var bytes: [UInt8] = []
-    bytes.reserveCapacity(line.count)
-    for word in words {
-        if !bytes.isEmpty { bytes.append(UInt8(ascii: " ")) }
-        bytes += word.text.utf8
-    }
-    return String(decoding: bytes, as: UTF8.self)
 }
 
 /// Calls `body` with each line (without its newline) and its 1-based number.
@@ -89,11 +66,169 @@ func forEachLine(_ bytes: [UInt8], _ body: (ArraySlice<UInt8>, Int) -> Void) {
     }
 }
 
+/// One word of a rule line: its bytes `start..<end` in the file, and its 1-based column.
+struct Word {
+    let start: Int
+    let end: Int
+    let column: Int
+}
+
+/// The line being parsed: the file's bytes, where the line is, and its words. One is made per file
+/// and refilled for each line, so reading a line allocates nothing.
+struct Line {
+    let file: RuleFileText
+    let bytes: UnsafeBufferPointer<UInt8>
+    /// The line is `bytes[start..<end]`, without its newline.
+    private(set) var start = 0
+    private(set) var end = 0
+    private(set) var number = 0
+    private(set) var words: [Word] = []
+
+    init(file: RuleFileText, bytes: UnsafeBufferPointer<UInt8>) {
+        self.file = file
+        self.bytes = bytes
+        words.reserveCapacity(8)
+    }
+
+    /// Reads the line that starts at `start` into `words`; returns where the next line starts.
+    mutating func read(from start: Int, number: Int) -> Int {
+        self.start = start
+        self.number = number
+        words.removeAll(keepingCapacity: true)
+        let count = bytes.count
+        var index = start
+        var wordStart = -1
+        while index < count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "#") { break }
+            if isWordSeparator(byte) {
+                if wordStart >= 0 { words.append(Word(start: wordStart, end: index, column: wordStart - start + 1)) }
+                wordStart = -1
+            } else if wordStart < 0 {
+                wordStart = index
+            }
+            index += 1
+        }
+        if wordStart >= 0 { words.append(Word(start: wordStart, end: index, column: wordStart - start + 1)) }
+        while index < count, bytes[index] != UInt8(ascii: "\n") { index += 1 }
+        end = index
+        return index + 1
+    }
+
+    /// The words after the directive.
+    var arguments: ArraySlice<Word> { words.dropFirst() }
+
+    func bytes(of word: Word) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(rebasing: bytes[word.start..<word.end])
+    }
+
+    func text(_ word: Word) -> String { String(decoding: bytes(of: word), as: UTF8.self) }
+
+    func location(_ word: Word) -> SourceLocation {
+        SourceLocation(file: file.path, line: number, column: word.column)
+    }
+
+    /// Where the directive starts.
+    var at: SourceLocation { location(words[0]) }
+
+    /// The rule this line states, for logs and `explain`.
+    var reference: RuleReference {
+        RuleReference(file: file, offset: start, line: number, column: words[0].column)
+    }
+
+    func word(_ word: Word, is name: StaticString) -> Bool {
+        sameBytes(bytes(of: word), UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+    }
+
+    /// How many lines from this one on are `user` lines, blank and comment lines passed over, up
+    /// to the first other line: a section's user table is made that big at its first user, instead
+    /// of growing (and rehashing) twenty times on the way to a million.
+    func userLinesAhead() -> Int {
+        var count = 0
+        var index = start
+        let total = bytes.count
+        while index < total {
+            while index < total, isWordSeparator(bytes[index]) { index += 1 }
+            if index < total, bytes[index] != UInt8(ascii: "\n"), bytes[index] != UInt8(ascii: "#") {
+                guard index + 4 < total, bytes[index] == UInt8(ascii: "u"), bytes[index + 1] == UInt8(ascii: "s"),
+                    bytes[index + 2] == UInt8(ascii: "e"), bytes[index + 3] == UInt8(ascii: "r"),
+                    isWordSeparator(bytes[index + 4])
+                else { break }
+                count += 1
+            }
+            while index < total, bytes[index] != UInt8(ascii: "\n") { index += 1 }
+            index += 1
+        }
+        return count
+    }
+
+    /// The raw text from 1-based `column` to the end of the line or a `#`, blanks trimmed.
+    func rest(from column: Int) -> String {
+        var last = start + column - 1
+        while last < end, bytes[last] != UInt8(ascii: "#") { last += 1 }
+        while last > start + column - 1, [0x20, 0x09, 0x0D].contains(bytes[last - 1]) { last -= 1 }
+        return String(decoding: UnsafeBufferPointer(rebasing: bytes[(start + column - 1)..<last]), as: UTF8.self)
+    }
+}
+
+/// `bytes` lower-cased as a string: without a second copy when, as nearly always, the bytes are
+/// ASCII with no upper-case letter.
+func lowercasedString(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+    let text = String(decoding: bytes, as: UTF8.self)
+    return bytes.allSatisfy({ $0 < 0x80 && !isUpperCaseASCII($0) }) ? text : text.lowercased()
+}
+
+@inline(__always)
+func isUpperCaseASCII(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") }
+
+/// Byte-wise equality, without the generic collection machinery (it runs for every word compared).
+@inline(__always)
+func sameBytes(_ left: UnsafeBufferPointer<UInt8>, _ right: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard left.count == right.count else { return false }
+    for index in 0..<left.count where left[index] != right[index] { return false }
+    return true
+}
+
+/// The directives, in the order the parser tries them (`user` lines are the many).
+enum Directive: CaseIterable {
+    case user, copy, rewrite, domain, only, except, known, allowClients, allowAny, rejectText, include, delimiter
+    case trustedNetworks, trustAuthenticated
+
+    var name: StaticString {
+        switch self {
+        case .user: "user"
+        case .copy: "copy"
+        case .rewrite: "rewrite"
+        case .domain: "domain"
+        case .only: "only"
+        case .except: "except"
+        case .known: "known"
+        case .allowClients: "allow-clients"
+        case .allowAny: "allow-any"
+        case .rejectText: "reject-text"
+        case .include: "include"
+        case .delimiter: "delimiter"
+        case .trustedNetworks: "trusted-networks"
+        case .trustAuthenticated: "trust-authenticated"
+        }
+    }
+
+    /// The list for the unknown-directive error, in the documentation's order.
+    static let documented = [
+        "include", "delimiter", "trusted-networks", "trust-authenticated", "domain", "copy", "rewrite", "only",
+        "except", "user", "known", "allow-clients", "allow-any", "reject-text",
+    ].joined(separator: ", ")
+
+    init?(_ word: Word, of line: Line) {
+        guard let found = Self.allCases.first(where: { line.word(word, is: $0.name) }) else { return nil }
+        self = found
+    }
+}
+
 /// A `domain` section while its lines are read.
 struct SectionBuilder {
     let names: [String]
     let location: SourceLocation
-    let headerText: String
     var delimiters: String
     var delimiterLocation: SourceLocation?
     var copy: CopyRule?
@@ -102,6 +237,7 @@ struct SectionBuilder {
     var scopeReference: RuleReference?
     var scopeUsers = Set<String>()
     var users: [String: UserRule] = [:]
+    var usersReserved = false
     var knownUsers: Set<String>?
     var knownReference: RuleReference?
     var allowClients: ClientAllowList?
@@ -116,19 +252,18 @@ struct ParserState {
     var diagnostics: [Diagnostic] = []
     var exact: [String: DomainRules] = [:]
     var subdomains: [String: DomainRules] = [:]
+    /// The sections in reading order.
+    var sections: [DomainRules] = []
     var domainLocations: [String: SourceLocation] = [:]
     var files: [String] = []
     var includeStack: [String] = []
     var trustedNetworks: ClientAllowList?
     var trustAuthenticated: Bool?
     var trustAuthenticatedLocation: SourceLocation?
+    /// The last target parsed: the next one with the same domain shares its domain string.
+    var lastTemplate: AddressTemplate?
 
     init(source: RuleSource) { self.source = source }
-
-    static let directives = [
-        "include", "delimiter", "trusted-networks", "trust-authenticated", "domain", "copy", "rewrite", "only",
-        "except", "user", "known", "allow-clients", "allow-any", "reject-text",
-    ].joined(separator: ", ")
 
     mutating func error(_ message: String, _ location: SourceLocation) {
         diagnostics.append(.error(message, at: location))
@@ -148,9 +283,9 @@ struct ParserState {
             error("includes nest deeper than \(RuleParser.maximumIncludeDepth) levels", origin)
             return
         }
-        let bytes: [UInt8]
+        let file: RuleFileText
         do {
-            bytes = try source.contents(of: path)
+            file = RuleFileText(path: path, bytes: try source.contents(of: path))
         } catch {
             self.error("cannot read '\(path)': \(error)", origin)
             return
@@ -162,120 +297,131 @@ struct ParserState {
         var delimiters = inherited
         var delimiterLocation: SourceLocation? = nil
         var section: SectionBuilder? = nil
-        forEachLine(bytes) { line, number in
-            let lineWords = words(of: line)
-            guard let keyword = lineWords.first else { return }
-            let at = SourceLocation(file: path, line: number, column: keyword.column)
-            let args = Array(lineWords.dropFirst())
-            let location = { (word: Word) in SourceLocation(file: path, line: number, column: word.column) }
-            let text = joinedText(of: line, lineWords)
-            switch keyword.text {
-            case "include":
-                guard section == nil else {
-                    error("'include' must come before the first 'domain' section of a file", at)
-                    return
+        file.bytes.withUnsafeBufferPointer { bytes in
+            var line = Line(file: file, bytes: bytes)
+            var next = 0
+            var number = 0
+            while next < bytes.count {
+                number += 1
+                next = line.read(from: next, number: number)
+                guard let keyword = line.words.first else { continue }
+                guard let directive = Directive(keyword, of: line) else {
+                    error(
+                        "unknown directive '\(line.text(keyword))'; expected one of: \(Directive.documented)", line.at)
+                    continue
                 }
-                guard args.count == 1, let target = args.first else {
-                    error("'include' takes one path or glob", at)
-                    return
-                }
-                include(target.text, from: path, at: location(target), delimiters: delimiters, depth: depth)
-            case "delimiter":
-                guard args.count == 1, let value = args.first else {
-                    error("'delimiter' takes one word of delimiter characters, e.g. 'delimiter +'", at)
-                    return
-                }
-                guard let checked = checkDelimiters(value.text, at: location(value)) else { return }
-                if section != nil {
-                    if let first = section?.delimiterLocation {
-                        error("duplicate 'delimiter' in this section; first at \(first)", at)
-                        return
+                switch directive {
+                case .include:
+                    guard section == nil else {
+                        error("'include' must come before the first 'domain' section of a file", line.at)
+                        continue
                     }
-                    section?.delimiters = checked
-                    section?.delimiterLocation = at
-                } else {
-                    if let first = delimiterLocation {
-                        error("duplicate 'delimiter'; first at \(first)", at)
-                        return
+                    guard line.arguments.count == 1, let target = line.arguments.first else {
+                        error("'include' takes one path or glob", line.at)
+                        continue
                     }
-                    delimiters = checked
-                    delimiterLocation = at
-                }
-            case "domain":
-                if let finished = section { finish(finished) }
-                section = openSection(args, at: at, text: text, delimiters: delimiters, location: location)
-            case "trusted-networks":
-                guard section == nil else {
-                    error("'trusted-networks' must come before the first 'domain' section of a file", at)
-                    return
-                }
-                if let first = trustedNetworks {
-                    error("duplicate 'trusted-networks'; first at \(first.reference.location)", at)
-                    return
-                }
-                guard let sources = parseSources(args, at: at, keyword: "trusted-networks", location: location) else {
-                    return
-                }
-                trustedNetworks = ClientAllowList(sources: sources, reference: RuleReference(location: at, text: text))
-            case "trust-authenticated":
-                guard section == nil else {
-                    error("'trust-authenticated' must come before the first 'domain' section of a file", at)
-                    return
-                }
-                guard args.count == 1, let value = args.first, value.text == "yes" || value.text == "no" else {
-                    error("'trust-authenticated' takes 'yes' or 'no'", at)
-                    return
-                }
-                if let first = trustAuthenticatedLocation {
-                    error("duplicate 'trust-authenticated'; first at \(first)", at)
-                    return
-                }
-                trustAuthenticated = value.text == "yes"
-                trustAuthenticatedLocation = at
-            case "copy", "rewrite", "only", "except", "user", "known", "allow-clients", "allow-any", "reject-text":
-                // Taken out, not copied: a copy would share the section's tables, and the first edit
-                // would copy them whole, once per line (quadratic in `user` lines).
-                guard var current = section.take() else {
-                    error("'\(keyword.text)' must be inside a 'domain' section", at)
-                    return
-                }
-                defer { section = current }
-                switch keyword.text {
-                case "copy": parseCopy(args, at: at, text: text, into: &current, location: location)
-                case "rewrite": parseRewrite(args, at: at, text: text, into: &current, location: location)
-                case "user": parseUser(args, at: at, text: text, into: &current, location: location)
-                case "known": parseKnown(args, at: at, text: text, into: &current, location: location)
-                case "allow-clients":
-                    if let first = current.allowClients {
-                        error("duplicate 'allow-clients' in this section; first at \(first.reference.location)", at)
-                        return
+                    include(
+                        line.text(target), from: path, at: line.location(target), delimiters: delimiters,
+                        depth: depth)
+                case .delimiter:
+                    guard line.arguments.count == 1, let value = line.arguments.first else {
+                        error("'delimiter' takes one word of delimiter characters, e.g. 'delimiter +'", line.at)
+                        continue
                     }
-                    if let sources = parseSources(args, at: at, keyword: "allow-clients", location: location) {
-                        current.allowClients = ClientAllowList(
-                            sources: sources, reference: RuleReference(location: at, text: text))
+                    guard let checked = checkDelimiters(line.text(value), at: line.location(value)) else { continue }
+                    if section != nil {
+                        if let first = section?.delimiterLocation {
+                            error("duplicate 'delimiter' in this section; first at \(first)", line.at)
+                            continue
+                        }
+                        section?.delimiters = checked
+                        section?.delimiterLocation = line.at
+                    } else {
+                        if let first = delimiterLocation {
+                            error("duplicate 'delimiter'; first at \(first)", line.at)
+                            continue
+                        }
+                        delimiters = checked
+                        delimiterLocation = line.at
                     }
-                case "allow-any": parseAllowAny(args, at: at, text: text, into: &current, location: location)
-                case "reject-text":
-                    if let first = current.rejectTextLocation {
-                        error("duplicate 'reject-text' in this section; first at \(first)", at)
-                        return
+                case .domain:
+                    if let finished = section.take() { finish(finished) }
+                    section = openSection(line, delimiters: delimiters)
+                case .trustedNetworks:
+                    guard section == nil else {
+                        error("'trusted-networks' must come before the first 'domain' section of a file", line.at)
+                        continue
                     }
-                    guard let start = args.first?.column else {
-                        error("'reject-text' needs the text of the 550 reply", at)
-                        return
+                    if let first = trustedNetworks {
+                        error("duplicate 'trusted-networks'; first at \(first.reference.location)", line.at)
+                        continue
                     }
-                    current.rejectText = restOfLine(line, from: start)
-                    current.rejectTextLocation = at
-                default: parseScope(keyword.text, args, at: at, text: text, into: &current, location: location)
+                    guard let sources = parseSources(line, line.arguments, keyword: "trusted-networks") else {
+                        continue
+                    }
+                    trustedNetworks = ClientAllowList(sources: sources, reference: line.reference)
+                case .trustAuthenticated:
+                    guard section == nil else {
+                        error("'trust-authenticated' must come before the first 'domain' section of a file", line.at)
+                        continue
+                    }
+                    guard line.arguments.count == 1, let value = line.arguments.first,
+                        line.word(value, is: "yes") || line.word(value, is: "no")
+                    else {
+                        error("'trust-authenticated' takes 'yes' or 'no'", line.at)
+                        continue
+                    }
+                    if let first = trustAuthenticatedLocation {
+                        error("duplicate 'trust-authenticated'; first at \(first)", line.at)
+                        continue
+                    }
+                    trustAuthenticated = line.word(value, is: "yes")
+                    trustAuthenticatedLocation = line.at
+                case .copy, .rewrite, .only, .except, .user, .known, .allowClients, .allowAny, .rejectText:
+                    guard section != nil else {
+                        error("'\(line.text(keyword))' must be inside a 'domain' section", line.at)
+                        continue
+                    }
+                    // Edited in place: a copy would share the section's tables, and the first edit
+                    // would copy them whole, once per line (quadratic in `user` lines).
+                    parseSectionLine(directive, line, into: &section!)
                 }
-            default:
-                error(
-                    "unknown directive '\(keyword.text)'; expected one of: \(Self.directives)",
-                    at
-                )
             }
         }
         if let finished = section { finish(finished) }
+    }
+
+    /// A line inside a section.
+    mutating func parseSectionLine(_ directive: Directive, _ line: Line, into current: inout SectionBuilder) {
+        switch directive {
+        case .user: parseUser(line, into: &current)
+        case .copy: parseCopy(line, into: &current)
+        case .rewrite: parseRewrite(line, into: &current)
+        case .known: parseKnown(line, into: &current)
+        case .allowClients:
+            if let first = current.allowClients {
+                error("duplicate 'allow-clients' in this section; first at \(first.reference.location)", line.at)
+                return
+            }
+            if let sources = parseSources(line, line.arguments, keyword: "allow-clients") {
+                current.allowClients = ClientAllowList(sources: sources, reference: line.reference)
+            }
+        case .allowAny: parseAllowAny(line, into: &current)
+        case .rejectText:
+            if let first = current.rejectTextLocation {
+                error("duplicate 'reject-text' in this section; first at \(first)", line.at)
+                return
+            }
+            guard let start = line.arguments.first?.column else {
+                error("'reject-text' needs the text of the 550 reply", line.at)
+                return
+            }
+            current.rejectText = line.rest(from: start)
+            current.rejectTextLocation = line.at
+        case .only: parseScope("only", line, into: &current)
+        case .except: parseScope("except", line, into: &current)
+        case .include, .delimiter, .domain, .trustedNetworks, .trustAuthenticated: break
+        }
     }
 
     mutating func include(_ target: String, from path: String, at: SourceLocation, delimiters: String, depth: Int) {
@@ -310,28 +456,28 @@ struct ParserState {
         return value
     }
 
-    mutating func openSection(
-        _ args: [Word], at: SourceLocation, text: String, delimiters: String, location: (Word) -> SourceLocation
-    ) -> SectionBuilder {
+    mutating func openSection(_ line: Line, delimiters: String) -> SectionBuilder {
         // A section with bad names is still opened, so its lines are checked instead of each being
         // reported as "outside a section".
-        if args.isEmpty { error("'domain' needs at least one domain name, e.g. 'domain example.org'", at) }
+        if line.arguments.isEmpty {
+            error("'domain' needs at least one domain name, e.g. 'domain example.org'", line.at)
+        }
         var names: [String] = []
-        for word in args {
-            let name = word.text.lowercased()
-            let bare = name.hasPrefix("*.") ? String(name.dropFirst(2)) : name
-            if let problem = DomainName.problem(in: Array(bare.utf8)) {
-                error("'\(word.text)' is not a domain name: \(problem)", location(word))
+        for word in line.arguments {
+            let name = lowercasedString(line.bytes(of: word))
+            let bare = name.hasPrefix("*.") ? name.dropFirst(2) : name[...]
+            if let problem = DomainName.problem(in: bare.utf8) {
+                error("'\(line.text(word))' is not a domain name: \(problem)", line.location(word))
                 continue
             }
             if let first = domainLocations[name] {
-                error("duplicate domain '\(name)'; first defined at \(first)", location(word))
+                error("duplicate domain '\(name)'; first defined at \(first)", line.location(word))
                 continue
             }
-            domainLocations[name] = location(word)
+            domainLocations[name] = line.location(word)
             names.append(name)
         }
-        return SectionBuilder(names: names, location: at, headerText: text, delimiters: delimiters)
+        return SectionBuilder(names: names, location: line.at, delimiters: delimiters)
     }
 
     mutating func finish(_ section: SectionBuilder) {
@@ -382,6 +528,7 @@ struct ParserState {
                 rejectText: section.rejectText
             )
         )
+        sections.append(rules)
         for name in section.names {
             if name.hasPrefix("*.") {
                 subdomains[String(name.dropFirst(2))] = rules
@@ -391,34 +538,32 @@ struct ParserState {
         }
     }
 
-    mutating func parseTemplates(
-        _ args: ArraySlice<Word>, allowBare: Bool, location: (Word) -> SourceLocation
-    ) -> [AddressTemplate]? {
+    mutating func parseTemplates(_ line: Line, _ args: ArraySlice<Word>, allowBare: Bool) -> [AddressTemplate]? {
         var templates: [AddressTemplate] = []
         templates.reserveCapacity(args.count)
         // Duplicates only among several targets: a one-target line (nearly all) needs no table.
         var seen: [String: SourceLocation] = [:]
         var ok = true
         for word in args {
-            switch AddressTemplate.parse(word.text, allowBareLocalPart: allowBare) {
+            switch AddressTemplate.parse(line.bytes(of: word), allowBareLocalPart: allowBare, sharing: lastTemplate) {
             case .success(let template):
+                lastTemplate = template
                 guard args.count > 1 else {
                     templates.append(template)
                     continue
                 }
                 let key = template.source.lowercased()
                 if let first = seen[key] {
-                    error("duplicate target '\(word.text)'; first at \(first)", location(word))
+                    error("duplicate target '\(line.text(word))'; first at \(first)", line.location(word))
                     ok = false
                 } else {
-                    seen[key] = location(word)
+                    seen[key] = line.location(word)
                     templates.append(template)
                 }
             case .failure(.invalid(let why, let offset)):
-                let start = location(word)
                 error(
-                    "bad template '\(word.text)': \(why)",
-                    SourceLocation(file: start.file, line: start.line, column: start.column + offset)
+                    "bad template '\(line.text(word))': \(why)",
+                    SourceLocation(file: line.file.path, line: line.number, column: word.column + offset)
                 )
                 ok = false
             }
@@ -426,129 +571,119 @@ struct ParserState {
         return ok ? templates : nil
     }
 
-    mutating func parseCopy(
-        _ args: [Word], at: SourceLocation, text: String, into section: inout SectionBuilder,
-        location: (Word) -> SourceLocation
-    ) {
-        guard !args.isEmpty else {
-            error("'copy' needs at least one target, e.g. 'copy %u@gapps.example.org'", at)
+    mutating func parseCopy(_ line: Line, into section: inout SectionBuilder) {
+        guard !line.arguments.isEmpty else {
+            error("'copy' needs at least one target, e.g. 'copy %u@gapps.example.org'", line.at)
             return
         }
         if let first = section.copy {
-            error("duplicate 'copy' in this section; first at \(first.reference.location)", at)
+            error("duplicate 'copy' in this section; first at \(first.reference.location)", line.at)
             return
         }
-        guard let templates = parseTemplates(args[...], allowBare: false, location: location) else { return }
-        section.copy = CopyRule(targets: templates, reference: RuleReference(location: at, text: text))
+        guard let templates = parseTemplates(line, line.arguments, allowBare: false) else { return }
+        section.copy = CopyRule(targets: templates, reference: line.reference)
     }
 
-    mutating func parseRewrite(
-        _ args: [Word], at: SourceLocation, text: String, into section: inout SectionBuilder,
-        location: (Word) -> SourceLocation
-    ) {
-        guard args.count == 1 else {
-            error("'rewrite' takes exactly one target, e.g. 'rewrite %u@example.com'", at)
+    mutating func parseRewrite(_ line: Line, into section: inout SectionBuilder) {
+        guard line.arguments.count == 1 else {
+            error("'rewrite' takes exactly one target, e.g. 'rewrite %u@example.com'", line.at)
             return
         }
         if let first = section.rewrite {
-            error("duplicate 'rewrite' in this section; first at \(first.reference.location)", at)
+            error("duplicate 'rewrite' in this section; first at \(first.reference.location)", line.at)
             return
         }
-        guard let template = parseTemplates(args[...], allowBare: true, location: location)?.first else { return }
-        section.rewrite = RewriteRule(target: template, reference: RuleReference(location: at, text: text))
+        guard let template = parseTemplates(line, line.arguments, allowBare: true)?.first else { return }
+        section.rewrite = RewriteRule(target: template, reference: line.reference)
     }
 
-    mutating func parseScope(
-        _ kind: String, _ args: [Word], at: SourceLocation, text: String, into section: inout SectionBuilder,
-        location: (Word) -> SourceLocation
-    ) {
-        guard !args.isEmpty else {
-            error("'\(kind)' needs user names or 'file:PATH'", at)
+    mutating func parseScope(_ kind: String, _ line: Line, into section: inout SectionBuilder) {
+        guard !line.arguments.isEmpty else {
+            error("'\(kind)' needs user names or 'file:PATH'", line.at)
             return
         }
         if let other = section.scopeKind, other != kind {
-            let first = section.scopeReference?.location ?? at
-            error("'\(kind)' cannot be combined with '\(other)' (at \(first)) in one section", at)
+            let first = section.scopeReference?.location ?? line.at
+            error("'\(kind)' cannot be combined with '\(other)' (at \(first)) in one section", line.at)
             return
         }
         if section.scopeKind == nil {
             section.scopeKind = kind
-            section.scopeReference = RuleReference(location: at, text: text)
+            section.scopeReference = line.reference
         }
-        addUsers(args, listName: kind, allowFiles: true, at: at, into: &section.scopeUsers, location: location)
+        addUsers(line, listName: kind, allowFiles: true, into: &section.scopeUsers)
     }
 
-    /// Adds user names, and with `allowFiles` the users of `file:PATH` lists, to `users`; a name
-    /// given twice is an error at its second position.
-    mutating func addUsers(
-        _ args: [Word], listName: String, allowFiles: Bool, at: SourceLocation, into users: inout Set<String>,
-        location: (Word) -> SourceLocation
-    ) {
-        for word in args {
-            if allowFiles, word.text.hasPrefix("file:") {
-                let listPath = RulePath.resolve(String(word.text.dropFirst(5)), relativeTo: at.file)
-                readUserList(listPath, at: location(word), into: &users)
-            } else if let user = checkUserName(word.text, at: location(word)), !users.insert(user).inserted {
-                error("duplicate user '\(user)' in '\(listName)' list", location(word))
+    /// Adds the user names of the line, and with `allowFiles` the users of `file:PATH` lists, to
+    /// `users`; a name given twice is an error at its second position.
+    mutating func addUsers(_ line: Line, listName: String, allowFiles: Bool, into users: inout Set<String>) {
+        for word in line.arguments {
+            let bytes = line.bytes(of: word)
+            if allowFiles, bytes.starts(with: "file:".utf8), line.text(word).hasPrefix("file:") {
+                let listPath = RulePath.resolve(String(line.text(word).dropFirst(5)), relativeTo: line.file.path)
+                readUserList(listPath, at: line.location(word), into: &users)
+            } else if let user = checkUserName(bytes, at: line.location(word)), !users.insert(user).inserted {
+                error("duplicate user '\(user)' in '\(listName)' list", line.location(word))
             }
         }
     }
 
-    mutating func parseUser(
-        _ args: [Word], at: SourceLocation, text: String, into section: inout SectionBuilder,
-        location: (Word) -> SourceLocation
-    ) {
+    mutating func parseUser(_ line: Line, into section: inout SectionBuilder) {
+        let args = line.arguments
         guard args.count >= 3 else {
-            error("'user' needs a name, an action and its arguments, e.g. 'user carol.smith rewrite carol'", at)
+            error("'user' needs a name, an action and its arguments, e.g. 'user carol.smith rewrite carol'", line.at)
             return
         }
-        guard let name = checkUserName(args[0].text, at: location(args[0])) else { return }
-        let action = args[1]
-        let reference = RuleReference(location: at, text: text)
+        let nameWord = args[args.startIndex]
+        let action = args[args.startIndex + 1]
+        let targets = args.dropFirst(2)
+        guard let name = checkUserName(line.bytes(of: nameWord), at: line.location(nameWord)) else { return }
+        if !section.usersReserved {
+            section.usersReserved = true
+            section.users.reserveCapacity(line.userLinesAhead())
+        }
         var rule = section.users[name] ?? UserRule()
-        switch action.text {
-        case "copy":
+        if line.word(action, is: "copy") {
             if let first = rule.copy {
-                error("duplicate 'user \(name) copy'; first at \(first.reference.location)", at)
+                error("duplicate 'user \(name) copy'; first at \(first.reference.location)", line.at)
                 return
             }
-            guard let templates = parseTemplates(args[2...], allowBare: false, location: location) else { return }
-            rule.copy = CopyRule(targets: templates, reference: reference)
-        case "rewrite":
+            guard let templates = parseTemplates(line, targets, allowBare: false) else { return }
+            rule.copy = CopyRule(targets: templates, reference: line.reference)
+        } else if line.word(action, is: "rewrite") {
             guard args.count == 3 else {
-                error("'user \(name) rewrite' takes exactly one target", location(action))
+                error("'user \(name) rewrite' takes exactly one target", line.location(action))
                 return
             }
             if let first = rule.rewrite {
-                error("duplicate 'user \(name) rewrite'; first at \(first.reference.location)", at)
+                error("duplicate 'user \(name) rewrite'; first at \(first.reference.location)", line.at)
                 return
             }
-            guard let template = parseTemplates(args[2...], allowBare: true, location: location)?.first else {
-                return
-            }
-            rule.rewrite = RewriteRule(target: template, reference: reference)
-        case "allow-clients":
+            guard let template = parseTemplates(line, targets, allowBare: true)?.first else { return }
+            rule.rewrite = RewriteRule(target: template, reference: line.reference)
+        } else if line.word(action, is: "allow-clients") {
             if let first = rule.allowClients {
-                error("duplicate 'user \(name) allow-clients'; first at \(first.reference.location)", at)
+                error("duplicate 'user \(name) allow-clients'; first at \(first.reference.location)", line.at)
                 return
             }
-            guard let sources = parseSources(Array(args[2...]), at: at, keyword: "allow-clients", location: location)
-            else { return }
-            rule.allowClients = ClientAllowList(sources: sources, reference: reference)
-        default:
+            guard let sources = parseSources(line, targets, keyword: "allow-clients") else { return }
+            rule.allowClients = ClientAllowList(sources: sources, reference: line.reference)
+        } else {
             error(
-                "unknown user action '\(action.text)'; expected 'copy', 'rewrite' or 'allow-clients'", location(action))
+                "unknown user action '\(line.text(action))'; expected 'copy', 'rewrite' or 'allow-clients'",
+                line.location(action))
             return
         }
         section.users[name] = rule
     }
 
-    mutating func checkUserName(_ text: String, at: SourceLocation) -> String? {
-        if let problem = LocalPartCharacters.problem(in: text.utf8) {
-            error("'\(text)' is not a user name: \(problem)", at)
+    /// The lower-cased user name in `bytes`, or nil (and an error at `at`) when it is not one.
+    mutating func checkUserName(_ bytes: UnsafeBufferPointer<UInt8>, at: SourceLocation) -> String? {
+        if let problem = LocalPartCharacters.problem(in: bytes) {
+            error("'\(String(decoding: bytes, as: UTF8.self))' is not a user name: \(problem)", at)
             return nil
         }
-        return text.lowercased()
+        return lowercasedString(bytes)
     }
 
     /// Reads one user per line; `#` comments and blank lines are allowed. Built for lists of a
@@ -563,27 +698,34 @@ struct ParserState {
         }
         files.append(path)
         var errors = 0
-        forEachLine(bytes) { line, number in
-            guard errors < 20 else { return }
-            var slice = line
-            if let hash = slice.firstIndex(of: UInt8(ascii: "#")) { slice = slice[..<hash] }
-            var leading = 0
-            while let first = slice.first, first == 0x20 || first == 0x09 {
-                slice = slice.dropFirst()
-                leading += 1
-            }
-            while let last = slice.last, last == 0x20 || last == 0x09 || last == 0x0D { slice = slice.dropLast() }
-            if slice.isEmpty { return }
-            let position = SourceLocation(file: path, line: number, column: leading + 1)
-            if let problem = LocalPartCharacters.problem(in: slice) {
-                error("'\(String(decoding: slice, as: UTF8.self))' is not a user name: \(problem)", position)
-                errors += 1
-                return
-            }
-            let name = String(decoding: slice, as: UTF8.self).lowercased()
-            if !users.insert(name).inserted {
-                error("duplicate user '\(name)'", position)
-                errors += 1
+        bytes.withUnsafeBufferPointer { all in
+            var start = 0
+            var number = 0
+            while start < all.count, errors < 20 {
+                number += 1
+                var end = start
+                while end < all.count, all[end] != UInt8(ascii: "\n") { end += 1 }
+                defer { start = end + 1 }
+                var first = start
+                var last = end
+                if let hash = all[first..<last].firstIndex(of: UInt8(ascii: "#")) { last = hash }
+                while first < last, all[first] == 0x20 || all[first] == 0x09 { first += 1 }
+                while last > first, all[last - 1] == 0x20 || all[last - 1] == 0x09 || all[last - 1] == 0x0D {
+                    last -= 1
+                }
+                if first == last { continue }
+                let name = UnsafeBufferPointer(rebasing: all[first..<last])
+                let position = SourceLocation(file: path, line: number, column: first - start + 1)
+                if let problem = LocalPartCharacters.problem(in: name) {
+                    error("'\(String(decoding: name, as: UTF8.self))' is not a user name: \(problem)", position)
+                    errors += 1
+                    continue
+                }
+                let user = lowercasedString(name)
+                if !users.insert(user).inserted {
+                    error("duplicate user '\(user)'", position)
+                    errors += 1
+                }
             }
         }
         if errors >= 20 { error("too many errors in user list '\(path)'; stopped reporting", at) }
@@ -600,60 +742,53 @@ extension LocalPartCharacters {
 
 /// The guard directives: `known`, `allow-clients`, `allow-any`, `trusted-networks`.
 extension ParserState {
-    mutating func parseKnown(
-        _ args: [Word], at: SourceLocation, text: String, into section: inout SectionBuilder,
-        location: (Word) -> SourceLocation
-    ) {
-        guard !args.isEmpty else {
-            error("'known' needs user names or 'file:PATH'", at)
+    mutating func parseKnown(_ line: Line, into section: inout SectionBuilder) {
+        guard !line.arguments.isEmpty else {
+            error("'known' needs user names or 'file:PATH'", line.at)
             return
         }
-        if section.knownReference == nil { section.knownReference = RuleReference(location: at, text: text) }
+        if section.knownReference == nil { section.knownReference = line.reference }
         var users = section.knownUsers ?? []
-        addUsers(args, listName: "known", allowFiles: true, at: at, into: &users, location: location)
+        section.knownUsers = nil
+        addUsers(line, listName: "known", allowFiles: true, into: &users)
         section.knownUsers = users
     }
 
-    mutating func parseAllowAny(
-        _ args: [Word], at: SourceLocation, text: String, into section: inout SectionBuilder,
-        location: (Word) -> SourceLocation
-    ) {
-        guard !args.isEmpty else {
-            error("'allow-any' needs user names, e.g. 'allow-any postmaster abuse'", at)
+    mutating func parseAllowAny(_ line: Line, into section: inout SectionBuilder) {
+        guard !line.arguments.isEmpty else {
+            error("'allow-any' needs user names, e.g. 'allow-any postmaster abuse'", line.at)
             return
         }
-        if section.anyClientReference == nil { section.anyClientReference = RuleReference(location: at, text: text) }
-        addUsers(
-            args, listName: "allow-any", allowFiles: false, at: at, into: &section.anyClientUsers, location: location)
+        if section.anyClientReference == nil { section.anyClientReference = line.reference }
+        addUsers(line, listName: "allow-any", allowFiles: false, into: &section.anyClientUsers)
     }
 
     /// CIDRs, `file:PATH` (one CIDR per line) and `spf:DOMAIN`.
-    mutating func parseSources(
-        _ args: [Word], at: SourceLocation, keyword: String, location: (Word) -> SourceLocation
-    ) -> [NetworkSource]? {
+    mutating func parseSources(_ line: Line, _ args: ArraySlice<Word>, keyword: String) -> [NetworkSource]? {
         guard !args.isEmpty else {
-            error("'\(keyword)' needs networks (192.0.2.0/24, 2001:db8::/32), 'file:PATH' or 'spf:DOMAIN'", at)
+            error("'\(keyword)' needs networks (192.0.2.0/24, 2001:db8::/32), 'file:PATH' or 'spf:DOMAIN'", line.at)
             return nil
         }
         var networks: [IPNetwork] = []
         var sources: [NetworkSource] = []
         var ok = true
         for word in args {
-            if word.text.hasPrefix("spf:") {
-                let domain = String(word.text.dropFirst(4)).lowercased()
-                if let problem = DomainName.problem(in: Array(domain.utf8)) {
-                    error("'\(word.text)' does not name a domain: \(problem)", location(word))
+            let text = line.text(word)
+            if text.hasPrefix("spf:") {
+                let domain = String(text.dropFirst(4)).lowercased()
+                if let problem = DomainName.problem(in: domain.utf8) {
+                    error("'\(text)' does not name a domain: \(problem)", line.location(word))
                     ok = false
                 } else {
                     sources.append(.spf(domain))
                 }
-            } else if word.text.hasPrefix("file:") {
-                let listPath = RulePath.resolve(String(word.text.dropFirst(5)), relativeTo: at.file)
-                ok = readNetworkList(listPath, at: location(word), into: &networks) && ok
-            } else if let network = IPNetwork(word.text) {
+            } else if text.hasPrefix("file:") {
+                let listPath = RulePath.resolve(String(text.dropFirst(5)), relativeTo: line.file.path)
+                ok = readNetworkList(listPath, at: line.location(word), into: &networks) && ok
+            } else if let network = IPNetwork(text) {
                 networks.append(network)
             } else {
-                error("'\(word.text)' is not a network (address or address/length)", location(word))
+                error("'\(text)' is not a network (address or address/length)", line.location(word))
                 ok = false
             }
         }
@@ -684,12 +819,4 @@ extension ParserState {
         }
         return ok
     }
-}
-
-/// The raw text of `line` from 1-based `column` to the end or a `#`, blanks trimmed.
-func restOfLine(_ line: ArraySlice<UInt8>, from column: Int) -> String {
-    var rest = line.dropFirst(column - 1)
-    if let hash = rest.firstIndex(of: UInt8(ascii: "#")) { rest = rest[..<hash] }
-    while let last = rest.last, last == 0x20 || last == 0x09 || last == 0x0D { rest = rest.dropLast() }
-    return String(decoding: rest, as: UTF8.self)
 }

@@ -3,19 +3,109 @@
 /// A `RuleSet` is a value: the daemon swaps a whole new one in on reload and each message keeps the
 /// snapshot it started with. Users are keyed by lower-cased local part in hash sets, so a list of a
 /// million users costs one hash lookup per recipient.
+///
+/// Built for rule files of a million lines: a rule keeps no text of its own (its `RuleReference`
+/// points into the file's bytes, which the set keeps), a user's rules are one small object, and a
+/// section is one reference wherever it is stored.
+
+/// The bytes of one rule file, shared by every rule written in it: a rule's text is rebuilt from its
+/// line when asked for (logs, `explain`), not stored once per line.
+final class RuleFileText: Sendable {
+    let path: String
+    let bytes: [UInt8]
+    /// Set for a reference made from a location and a text (`RuleReference(location:text:)`):
+    /// `bytes` is then that text, as given.
+    let verbatim: SourceLocation?
+
+    init(path: String, bytes: [UInt8], verbatim: SourceLocation? = nil) {
+        self.path = path
+        self.bytes = bytes
+        self.verbatim = verbatim
+    }
+
+    /// The words of the line that starts at `offset`, joined by single blanks: separators are
+    /// blanks, tabs, carriage returns and commas, and `#` ends the line (as the parser reads it).
+    func joinedWords(from offset: Int) -> String {
+        bytes.withUnsafeBufferPointer { all in
+            var end = offset
+            while end < all.count, all[end] != UInt8(ascii: "\n"), all[end] != UInt8(ascii: "#") { end += 1 }
+            return String(unsafeUninitializedCapacity: end - offset) { out in
+                var count = 0
+                var inWord = false
+                for index in offset..<end {
+                    let byte = all[index]
+                    if isWordSeparator(byte) {
+                        inWord = false
+                        continue
+                    }
+                    if !inWord, count > 0 {
+                        out[count] = UInt8(ascii: " ")
+                        count += 1
+                    }
+                    inWord = true
+                    out[count] = byte
+                    count += 1
+                }
+                return count
+            }
+        }
+    }
+}
+
+/// Blanks, tabs, carriage returns and commas separate the words of a rule line.
+@inline(__always)
+func isWordSeparator(_ byte: UInt8) -> Bool {
+    byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: ",") || byte == UInt8(ascii: "\r")
+}
 
 /// A rule as the administrator wrote it, for logs and `explain`: where it is and what it says.
+///
+/// Twenty bytes: the file (shared), the line's offset in it, its number and the directive's column.
 public struct RuleReference: Sendable, Hashable, CustomStringConvertible {
-    public let location: SourceLocation
-    /// The directive, e.g. `copy %u@gapps.example.org`.
-    public let text: String
+    let file: RuleFileText
+    let offset: UInt32
+    let line: UInt32
+    let column: UInt32
+
+    /// A rule that starts at byte `offset` of `file` (files are at most 1 GiB: offsets, lines and
+    /// columns fit 32 bits).
+    init(file: RuleFileText, offset: Int, line: Int, column: Int) {
+        self.file = file
+        self.offset = UInt32(truncatingIfNeeded: offset)
+        self.line = UInt32(truncatingIfNeeded: line)
+        self.column = UInt32(truncatingIfNeeded: column)
+    }
 
     public init(location: SourceLocation, text: String) {
-        self.location = location
-        self.text = text
+        self.init(
+            file: RuleFileText(path: location.file, bytes: Array(text.utf8), verbatim: location), offset: 0, line: 0,
+            column: 0)
+    }
+
+    public var location: SourceLocation {
+        file.verbatim ?? SourceLocation(file: file.path, line: Int(line), column: Int(column))
+    }
+
+    /// The directive, e.g. `copy %u@gapps.example.org`.
+    public var text: String {
+        file.verbatim == nil ? file.joinedWords(from: Int(offset)) : String(decoding: file.bytes, as: UTF8.self)
     }
 
     public var description: String { "\(location.fileAndLine) (\(text))" }
+
+    public static func == (left: RuleReference, right: RuleReference) -> Bool {
+        if left.file === right.file, left.offset == right.offset, left.line == right.line,
+            left.column == right.column
+        {
+            return true
+        }
+        return left.location == right.location && left.text == right.text
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(location)
+        hasher.combine(text)
+    }
 }
 
 /// Which users of a domain the domain-wide `copy` and `rewrite` apply to.
@@ -48,43 +138,83 @@ public struct RewriteRule: Sendable, Hashable {
 /// Per-user overrides (`user NAME copy …` / `user NAME rewrite …`).
 public struct UserRule: Sendable, Hashable {
     public var copy: CopyRule? {
-        get { storage.copy }
-        set { unique().copy = newValue }
+        get {
+            switch storage {
+            case .copy(let box): box.value
+            case .all(let box): box.value.copy
+            case .empty, .rewrite: nil
+            }
+        }
+        set { update { $0.copy = newValue } }
     }
     public var rewrite: RewriteRule? {
-        get { storage.rewrite }
-        set { unique().rewrite = newValue }
+        get {
+            switch storage {
+            case .rewrite(let box): box.value
+            case .all(let box): box.value.rewrite
+            case .empty, .copy: nil
+            }
+        }
+        set { update { $0.rewrite = newValue } }
     }
     /// Replaces the domain's `allow-clients` for this user.
     public var allowClients: ClientAllowList? {
-        get { storage.allowClients }
-        set { unique().allowClients = newValue }
+        get {
+            if case .all(let box) = storage { return box.value.allowClients }
+            return nil
+        }
+        set { update { $0.allowClients = newValue } }
     }
 
     public init() {}
 
-    /// The three rules live in one heap object, copied on write: a section with a million users
-    /// keeps a million references in its table, not a million inline copies of three optional rules
-    /// (and a table resize moves 8 bytes per user, not 200).
-    private var storage = Storage()
+    /// One reference to an immutable box: a section with a million users keeps a million 8-byte
+    /// entries in its table, and a user with only a copy (or only a rewrite), as nearly all are,
+    /// owns a box just big enough for it. Setting a rule makes a new box.
+    private var storage = Storage.empty
 
-    private mutating func unique() -> Storage {
-        if !isKnownUniquelyReferenced(&storage) { storage = storage.duplicate() }
-        return storage
+    private enum Storage: Sendable {
+        case empty
+        case copy(Box<CopyRule>)
+        case rewrite(Box<RewriteRule>)
+        case all(Box<All>)
     }
 
-    /// Mutated only through `unique()`, i.e. never while shared: safe to send.
-    private final class Storage: @unchecked Sendable {
-        var copy: CopyRule?
-        var rewrite: RewriteRule?
-        var allowClients: ClientAllowList?
+    private struct All: Sendable {
+        var copy: CopyRule? = nil
+        var rewrite: RewriteRule? = nil
+        var allowClients: ClientAllowList? = nil
+    }
 
-        func duplicate() -> Storage {
-            let other = Storage()
-            other.copy = copy
-            other.rewrite = rewrite
-            other.allowClients = allowClients
-            return other
+    private final class Box<Value: Sendable>: Sendable {
+        let value: Value
+        init(_ value: Value) { self.value = value }
+    }
+
+    private mutating func update(_ change: (inout All) -> Void) {
+        var all: All
+        switch storage {
+        case .empty: all = All()
+        case .copy(let box): all = All(copy: box.value)
+        case .rewrite(let box): all = All(rewrite: box.value)
+        case .all(let box): all = box.value
+        }
+        change(&all)
+        switch (all.copy, all.rewrite, all.allowClients) {
+        case (nil, nil, nil): storage = .empty
+        case (let copy?, nil, nil): storage = .copy(Box(copy))
+        case (nil, let rewrite?, nil): storage = .rewrite(Box(rewrite))
+        default: storage = .all(Box(all))
+        }
+    }
+
+    /// Which rules the user has, without copying them out (the summary counts a million users).
+    var has: (copy: Bool, rewrite: Bool, allowClients: Bool) {
+        switch storage {
+        case .empty: (false, false, false)
+        case .copy: (true, false, false)
+        case .rewrite: (false, true, false)
+        case .all(let box): (box.value.copy != nil, box.value.rewrite != nil, box.value.allowClients != nil)
         }
     }
 
@@ -99,19 +229,75 @@ public struct UserRule: Sendable, Hashable {
     }
 }
 
-/// The rules of one `domain` section.
+/// The rules of one `domain` section: one reference to an immutable object, so the tables of a file
+/// with a hundred thousand sections hold 8 bytes a name, not a copy of every field.
 public struct DomainRules: Sendable, Hashable {
     /// The section's names as written (`example.org`, `*.example.org`).
-    public let names: [String]
-    public let location: SourceLocation
+    public var names: [String] { storage.names }
+    public var location: SourceLocation { storage.location }
     /// Characters that separate a local part from its extension (Postfix recipient_delimiter).
-    public let delimiters: String
-    public let scope: UserScope
-    public let scopeReference: RuleReference?
-    public let copy: CopyRule?
-    public let rewrite: RewriteRule?
-    public let users: [String: UserRule]
-    public let guards: DomainGuard
+    public var delimiters: String { storage.delimiters }
+    public var scope: UserScope { storage.scope }
+    public var scopeReference: RuleReference? { storage.scopeReference }
+    public var copy: CopyRule? { storage.copy }
+    public var rewrite: RewriteRule? { storage.rewrite }
+    public var users: [String: UserRule] { storage.users }
+    public var guards: DomainGuard { storage.guards }
+
+    private let storage: Storage
+
+    init(
+        names: [String], location: SourceLocation, delimiters: String, scope: UserScope,
+        scopeReference: RuleReference?, copy: CopyRule?, rewrite: RewriteRule?, users: [String: UserRule],
+        guards: DomainGuard
+    ) {
+        storage = Storage(
+            names: names, location: location, delimiters: delimiters, scope: scope, scopeReference: scopeReference,
+            copy: copy, rewrite: rewrite, users: users, guards: guards)
+    }
+
+    private final class Storage: Sendable {
+        let names: [String]
+        let location: SourceLocation
+        let delimiters: String
+        let scope: UserScope
+        let scopeReference: RuleReference?
+        let copy: CopyRule?
+        let rewrite: RewriteRule?
+        let users: [String: UserRule]
+        let guards: DomainGuard
+
+        init(
+            names: [String], location: SourceLocation, delimiters: String, scope: UserScope,
+            scopeReference: RuleReference?, copy: CopyRule?, rewrite: RewriteRule?, users: [String: UserRule],
+            guards: DomainGuard
+        ) {
+            self.names = names
+            self.location = location
+            self.delimiters = delimiters
+            self.scope = scope
+            self.scopeReference = scopeReference
+            self.copy = copy
+            self.rewrite = rewrite
+            self.users = users
+            self.guards = guards
+        }
+    }
+
+    /// The same section object: equal without comparing a million users.
+    func isSame(as other: DomainRules) -> Bool { storage === other.storage }
+
+    public static func == (left: DomainRules, right: DomainRules) -> Bool {
+        if left.isSame(as: right) { return true }
+        return left.names == right.names && left.location == right.location && left.delimiters == right.delimiters
+            && left.scope == right.scope && left.scopeReference == right.scopeReference && left.copy == right.copy
+            && left.rewrite == right.rewrite && left.users == right.users && left.guards == right.guards
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(names)
+        hasher.combine(location)
+    }
 }
 
 public struct RuleSet: Sendable {
@@ -133,18 +319,22 @@ public struct RuleSet: Sendable {
     /// Every domain named in an `spf:` source, for the daemon to resolve and refresh.
     public let spfDomains: [String]
 
-    public static let empty = RuleSet(exact: [:], subdomains: [:], files: [], trust: .default)
+    public static let empty = RuleSet(exact: [:], subdomains: [:], sections: [], files: [], trust: .default)
 
     /// The summary properties are computed here once: the daemon reads them per connection.
-    init(exact: [String: DomainRules], subdomains: [String: DomainRules], files: [String], trust: TrustPolicy) {
+    /// `sections` are the distinct sections of the two tables (the parser has them in reading order).
+    init(
+        exact: [String: DomainRules], subdomains: [String: DomainRules], sections: [DomainRules], files: [String],
+        trust: TrustPolicy
+    ) {
         self.exact = exact
         self.subdomains = subdomains
         self.files = files
         self.trust = trust
-        var seen = Set<SourceLocation>()
-        let domains = (Array(exact.values) + Array(subdomains.values))
-            .filter { seen.insert($0.location).inserted }
-            .sorted { $0.location < $1.location }
+        var domains = sections
+        if !zip(domains, domains.dropFirst()).allSatisfy({ !($1.location < $0.location) }) {
+            domains.sort { $0.location < $1.location }
+        }
         self.domains = domains
         // One pass over every user rule (a million-line file has a million): flags, counts, lists.
         var makesCopies = false
@@ -154,24 +344,32 @@ public struct RuleSet: Sendable {
         var userCount = 0
         var ruleCount = 0
         for domain in domains {
-            makesCopies = makesCopies || domain.copy != nil
-            rewrites = rewrites || domain.rewrite != nil
-            checksRecipients = checksRecipients || domain.guards.isActive
-            if let list = domain.guards.allowClients { lists.append(list) }
-            for present in [domain.copy != nil, domain.rewrite != nil, domain.guards.knownUsers != nil] where present {
+            let guards = domain.guards
+            if domain.copy != nil {
+                makesCopies = true
                 ruleCount += 1
             }
-            if domain.guards.allowClients != nil { ruleCount += 1 }
+            if domain.rewrite != nil {
+                rewrites = true
+                ruleCount += 1
+            }
+            checksRecipients = checksRecipients || guards.isActive
+            if guards.knownUsers != nil { ruleCount += 1 }
+            if let list = guards.allowClients {
+                lists.append(list)
+                ruleCount += 1
+            }
             for rule in domain.users.values {
-                if rule.copy != nil {
+                let has = rule.has
+                if has.copy {
                     makesCopies = true
                     ruleCount += 1
                 }
-                if rule.rewrite != nil {
+                if has.rewrite {
                     rewrites = true
                     ruleCount += 1
                 }
-                if let list = rule.allowClients {
+                if has.allowClients, let list = rule.allowClients {
                     checksRecipients = true
                     lists.append(list)
                     ruleCount += 1
@@ -204,11 +402,14 @@ public struct RuleSet: Sendable {
         case .only(let users), .except(let users): scoped = users
         }
         let known = domain.guards.knownUsers ?? []
-        var count = domain.users.count
-        count += known.count { domain.users[$0] == nil }
-        count += scoped.count { domain.users[$0] == nil && !known.contains($0) }
+        let users = domain.users
+        // Most sections name users in one list only: a million names need no lookups in empty tables.
+        func unnamed(_ name: String) -> Bool { users.isEmpty || users[name] == nil }
+        var count = users.count
+        count += known.count(where: unnamed)
+        count += scoped.count { unnamed($0) && (known.isEmpty || !known.contains($0)) }
         count += domain.guards.anyClientUsers.count {
-            domain.users[$0] == nil && !known.contains($0) && !scoped.contains($0)
+            unnamed($0) && !known.contains($0) && !scoped.contains($0)
         }
         return count
     }
