@@ -1,0 +1,234 @@
+/// Fuzz target `recipient`: RCPT arguments as Postfix may pass them (`<a@b>`, blanks, tabs,
+/// comments, quotes, source routes, `<>`) and their ESMTP parameters, decided against a fixed rule
+/// set with copy, rewrite and guard rules, then planned into envelope edits.
+///
+/// Input: one recipient a line (at most 8); within a line, argv[0] and then each ESMTP parameter,
+/// separated by NUL bytes (Postfix's argv cannot hold a NUL). Every message is decided for four
+/// clients: outside every allowed network, inside one, authenticated, and a local submission.
+///
+/// Properties:
+///   1. every added address (a copy or rewrite of `decide`, an `addRecipient` of the plan's edits)
+///      is a safe dot-atom local part `@` a domain the rule file names (or a bare local part for a
+///      bare rewrite target), and its parameters are printable ASCII words;
+///   2. a recipient whose domain, as Postfix reads it (case-insensitive; comments, blanks and angle
+///      brackets stripped; quotes undone; one trailing dot dropped), is covered by a domain-wide
+///      guard is never accepted undecided: accepted only when the decision names that guarded
+///      section (its guard gave the verdict);
+///   3. a refused recipient gets no copies and no rewrite; a delete names a recipient byte for byte.
+
+import SplitCore
+
+let ruleText = """
+    trusted-networks 203.0.113.0/24
+    domain example.org
+        delimiter +-
+        copy %u@gapps.example.org %b.%e@ext.example.org
+        except dave eve
+        known alice bob carol dave allie frank
+        user allie copy alice@gapps.example.org
+        user frank rewrite frank@mda.example.test
+    domain example.net
+        allow-clients 192.0.2.0/24 2001:db8::/32
+        allow-any postmaster
+        user carol.smith rewrite carol
+        user dan copy dan@archive.example.com
+    domain *.guarded.test
+        allow-clients 192.0.2.0/24
+        copy %b@archive.example.com
+    domain open.test *.open.test
+        copy %u@copies.example.com
+        rewrite %b@inbox.example.com
+        only alice bob file:open-users.txt
+        user mallory allow-clients 192.0.2.0/24
+    """
+
+let ruleSet: RuleSet = {
+    let files = ["/fuzz/main.rules": ruleText, "/fuzz/open-users.txt": "carol\ndave\n"]
+    let result = RuleParser.parse(file: "/fuzz/main.rules", source: MemoryRuleSource(files: files))
+    guard let set = result.ruleSet else { fatalError("the fixed rule set does not parse: \(result.diagnostics)") }
+    return set
+}()
+
+/// The domains the rule file names as targets ("" for a bare local part).
+let targetDomains: Set<String> = [
+    "gapps.example.org", "ext.example.org", "mda.example.test", "archive.example.com", "copies.example.com",
+    "inbox.example.com", "",
+]
+
+/// Domain-wide guards: the section each guarded domain must be decided by.
+func guardedSection(_ domain: String) -> SourceLocation? {
+    let name: String
+    if domain == "example.org" || domain == "example.net" {
+        name = domain
+    } else if domain.hasSuffix(".guarded.test"), domain.utf8.count > ".guarded.test".utf8.count {
+        name = "*.guarded.test"
+    } else {
+        return nil
+    }
+    return ruleSet.domains.first { $0.names.contains(name) }?.location
+}
+
+let clients: [ClientContext] = [
+    ClientContext(address: IPAddress("198.51.100.7"), port: 40000, hostName: "outside.example", authenticatedAs: nil),
+    ClientContext(address: IPAddress("192.0.2.10"), port: 40001, hostName: "inside.example", authenticatedAs: nil),
+    ClientContext(address: IPAddress("198.51.100.8"), port: 40002, hostName: "roaming.example", authenticatedAs: "u"),
+    .localSubmission,
+]
+
+/// The domain of a RCPT argument as Postfix's smtpd reads it in its default, non-strict mode
+/// (`extract_addr` in smtpd.c: one pair of enclosing angle brackets taken off, a source route
+/// `@a,@b:` cut, then tok822: comments dropped, quoted strings undone, white space around specials
+/// ignored), lower-cased, one trailing dot dropped. A conservative model: where it is unsure
+/// (a phrase before `<`, a list, a group, white space between two atoms) it answers nil or keeps a
+/// blank, which no guarded domain contains, so it never claims a domain Postfix would not see.
+func postfixDomain(_ raw: [UInt8]) -> String? {
+    var text = raw[...]
+    if text.first == UInt8(ascii: "<"), text.last == UInt8(ascii: ">"), text.count >= 2 {
+        text = text.dropFirst().dropLast()
+    }
+    if text.first == UInt8(ascii: "@"), let colon = text.firstIndex(of: UInt8(ascii: ":")) {
+        text = text[(colon + 1)...]
+    }
+    enum Token: Equatable {
+        case text([UInt8])
+        case special(UInt8)
+        case blank
+    }
+    var tokens: [Token] = []
+    var atom: [UInt8] = []
+    func endAtom() {
+        if !atom.isEmpty { tokens.append(.text(atom)) }
+        atom = []
+    }
+    let specials = Array("<>@,:;.[]".utf8)
+    var index = text.startIndex
+    while index < text.endIndex {
+        let byte = text[index]
+        switch byte {
+        case UInt8(ascii: "\""):
+            index += 1
+            while index < text.endIndex, text[index] != UInt8(ascii: "\"") {
+                if text[index] == UInt8(ascii: "\\"), index + 1 < text.endIndex { index += 1 }
+                atom.append(text[index])
+                index += 1
+            }
+        case UInt8(ascii: "("):
+            endAtom()
+            var depth = 0
+            while index < text.endIndex {
+                if text[index] == UInt8(ascii: "\\") {
+                    index += 1
+                } else if text[index] == UInt8(ascii: "(") {
+                    depth += 1
+                } else if text[index] == UInt8(ascii: ")") {
+                    depth -= 1
+                    if depth == 0 { break }
+                }
+                index += 1
+            }
+            tokens.append(.blank)
+        case UInt8(ascii: "\\"):
+            if index + 1 < text.endIndex {
+                index += 1
+                atom.append(text[index])
+            }
+        case UInt8(ascii: " "), UInt8(ascii: "\t"):
+            endAtom()
+            tokens.append(.blank)
+        default:
+            if specials.contains(byte) {
+                endAtom()
+                tokens.append(.special(byte))
+            } else {
+                atom.append(byte)
+            }
+        }
+        index += 1
+    }
+    endAtom()
+    // Angle brackets left inside (a phrase, a second pair), a list or a group: not modelled.
+    let unsure = Array("<>,:;".utf8)
+    if tokens.contains(where: { if case .special(let byte) = $0 { unsure.contains(byte) } else { false } }) {
+        return nil
+    }
+    guard let at = tokens.lastIndex(of: .special(UInt8(ascii: "@"))) else { return nil }
+    // White space next to a special or at either end means nothing; between two atoms it stays.
+    var domain: [UInt8] = []
+    let rest = Array(tokens[(at + 1)...])
+    for (position, token) in rest.enumerated() {
+        switch token {
+        case .text(let bytes): domain += bytes
+        case .special(let byte): domain.append(byte)
+        case .blank:
+            let before = rest[..<position].last { $0 != .blank }
+            let after = rest[(position + 1)...].first { $0 != .blank }
+            if case .text = before, case .text = after { domain.append(UInt8(ascii: " ")) }
+        }
+    }
+    if domain.last == UInt8(ascii: ".") { domain.removeLast() }
+    return String(decoding: domain.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }, as: UTF8.self)
+}
+
+func checkAdded(_ address: EnvelopeAddress, _ what: String) {
+    require(isSafeDotAtom(address.localPart), "\(what) \(address): local part is not a safe dot-atom")
+    require(targetDomains.contains(address.domain), "\(what) \(address): domain is not one the rule file names")
+}
+
+func checkAddedText(_ address: String, parameters: String) {
+    let parts = address.split(separator: "@", omittingEmptySubsequences: false)
+    require(parts.count <= 2, "added recipient \(address): more than one '@'")
+    require(isSafeDotAtom(String(parts[0])), "added recipient \(address): local part is not a safe dot-atom")
+    require(
+        targetDomains.contains(parts.count == 2 ? String(parts[1]) : ""),
+        "added recipient \(address): domain is not one the rule file names")
+    for word in parameters.split(separator: " ", omittingEmptySubsequences: false) {
+        require(
+            !word.isEmpty && word.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F } && word.contains("="),
+            "parameters of \(address) hold a bad word: \(parameters.debugDescription)")
+    }
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    let bytes = input(data, size)
+    let lines = pieces(bytes, by: UInt8(ascii: "\n")).prefix(8)
+    let recipients = lines.map { line -> (raw: [UInt8], argv: [String]) in
+        let argv = pieces(Array(line), by: 0).map(text)
+        return (Array(line.split(separator: 0, omittingEmptySubsequences: false).first ?? []), argv)
+    }
+    for client in clients {
+        var plan = MessagePlan()
+        for (raw, argv) in recipients {
+            let recipient = argv[0]
+            let decision = ruleSet.decide(recipient: recipient, parameters: Array(argv.dropFirst()), client: client)
+            for copy in decision.copies { checkAdded(copy.address, "copy of \(recipient.debugDescription)") }
+            if let rewrite = decision.rewrite {
+                checkAdded(rewrite.address, "rewrite of \(recipient.debugDescription)")
+            }
+            if decision.verdict != .accept {
+                require(
+                    decision.copies.isEmpty && decision.rewrite == nil,
+                    "refused \(recipient.debugDescription) has edits")
+            }
+            // Postfix's view of the domain comes from the bytes it received, before any decoding.
+            if let domain = postfixDomain(raw), let guarded = guardedSection(domain), decision.verdict == .accept {
+                require(
+                    decision.section == guarded,
+                    "guard bypass: \(recipient.debugDescription) (domain '\(domain)' as Postfix reads it) accepted "
+                        + "for client \(client.address.map { "\($0)" } ?? "-") without its guard "
+                        + "(section \(decision.section.map { "\($0)" } ?? "none"), selection \(decision.selection))")
+            }
+            _ = plan.record(decision)
+        }
+        let received = Set(recipients.map(\.argv[0]))
+        for edit in plan.edits(marker: CopyMarker(instance: "fuzz")).edits {
+            switch edit {
+            case .addRecipient(let address, let parameters): checkAddedText(address, parameters: parameters)
+            case .deleteRecipient(let address):
+                require(received.contains(address), "delete of \(address.debugDescription), never received")
+            case .addHeader: break
+            }
+        }
+    }
+    return 0
+}
