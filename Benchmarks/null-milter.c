@@ -27,7 +27,7 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long actions, unsigned long 
     unsigned long skipped = SMFIP_NOHELO | SMFIP_NOBODY | SMFIP_NOEOH | SMFIP_NOUNKNOWN;
     unsigned long silent = 0;
     if (no_reply) {
-        silent = SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_RCPT;
+        silent = SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_HDR; /* RCPT answered, as splitmilter does */
         skipped |= SMFIP_NODATA;
     }
     silent &= steps;

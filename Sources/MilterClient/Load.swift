@@ -158,7 +158,7 @@ public struct LoadReport: Sendable, Encodable {
     ///     throughput: 1620.7 msgs/s, 4862.2 rcpts/s
     ///     latency per message: p50 4.10 ms, p99 12.31 ms, max 20.07 ms
     ///     verdicts: accept 2000
-    ///     rcpt answers: no reply 6000
+    ///     rcpt answers: continue 6000
     ///     modifications: add-header 2000, add-rcpt 4000
     ///
     /// then what the messages were checked against, and, when some failed, the count and the

@@ -14,22 +14,6 @@ import SplitCore
 /// The longest argv libmilter hands us that we read: RCPT has one address and a few ESMTP params.
 let maximumArguments = 64
 
-/// The protocol steps splitmilter handles, with the no-reply flag each can be negotiated with.
-enum Stage: String {
-    case negotiate, connect, mail, rcpt, data, header, eom, abort
-
-    var noReplyFlag: UInt {
-        switch self {
-        case .connect: UInt(SMFIP_NR_CONN)
-        case .mail: UInt(SMFIP_NR_MAIL)
-        case .rcpt: UInt(SMFIP_NR_RCPT)
-        case .data: UInt(SMFIP_NR_DATA)
-        case .header: UInt(SMFIP_NR_HDR)
-        case .negotiate, .eom, .abort: 0
-        }
-    }
-}
-
 enum Callbacks {
     /// What the daemon may ask libmilter for; the negotiation narrows it per connection.
     static var flags: UInt { UInt(SMFIF_ADDRCPT_PAR | SMFIF_DELRCPT | SMFIF_ADDHDRS) }
@@ -46,45 +30,47 @@ enum Callbacks {
         }
         d.xxfi_connect = { ctx, hostName, address in
             Callbacks.guarded(ctx, .connect) { ctx in
-                let session = Callbacks.session(ctx)
                 let endpoint = address.flatMap(Callbacks.ipAddress)
-                session.clientHostName = hostName.map { String(cString: $0) }
-                session.clientAddress = endpoint?.address
-                session.clientPort = endpoint?.port
-                return SMFIS_CONTINUE
+                Callbacks.session(ctx).filter.connect(
+                    hostName: hostName.map { String(cString: $0) }, address: endpoint?.address, port: endpoint?.port)
+                return .proceed
             }
         }
         d.xxfi_envfrom = { ctx, _ in
             Callbacks.guarded(ctx, .mail) { ctx in
-                Callbacks.session(ctx).startMessage(authenticatedAs: Libmilter.macro(ctx, "{auth_authen}"))
-                return SMFIS_CONTINUE
+                Callbacks.session(ctx).filter.mail(authenticatedAs: Libmilter.macro(ctx, "{auth_authen}"))
+                return .proceed
             }
         }
         d.xxfi_envrcpt = { ctx, argv in
-            Callbacks.guarded(ctx, .rcpt) { ctx in try Callbacks.recipient(ctx, argv) }
-        }
-        // DATA is answered even though nothing is decided there: an unanswered step leaves Postfix's
-        // next small write waiting on a delayed ACK over TCP (research/spike.md §9).
-        d.xxfi_data = { ctx in Callbacks.guarded(ctx, .data) { _ in SMFIS_CONTINUE } }
-        d.xxfi_header = { ctx, name, value in
-            Callbacks.guarded(ctx, .header) { ctx in
-                let session = Callbacks.session(ctx)
-                // Names compared on their bytes: a String is made only of the marker's value.
-                if let name, let value, !session.plan.carriesMarker,
-                    CopyMarker.isMarkerName(UnsafeRawBufferPointer(start: name, count: strnlen(name, 64))),
-                    session.snapshot.settings.marker.matches(
-                        name: CopyMarker.headerName, value: String(cString: value))
-                {
-                    session.plan.carriesMarker = true
-                }
-                return SMFIS_CONTINUE
+            Callbacks.guarded(ctx, .rcpt) { ctx in
+                let filter = Callbacks.session(ctx).filter
+                guard let argv, let first = argv[0] else { return filter.recipientWithoutAddress(actions: ctx) }
+                return try filter.recipient(
+                    String(cString: first), parameters: argv[1] == nil ? [] : Callbacks.parameters(argv), actions: ctx)
             }
         }
-        d.xxfi_eom = { ctx in Callbacks.guarded(ctx, .eom) { ctx in try Callbacks.endOfMessage(ctx) } }
+        // DATA is answered even though nothing is decided there: an unanswered step leaves Postfix's
+        // next small write waiting on a delayed ACK over TCP (docs/postfix-milter.md).
+        d.xxfi_data = { ctx in Callbacks.guarded(ctx, .data) { _ in .proceed } }
+        d.xxfi_header = { ctx, name, value in
+            Callbacks.guarded(ctx, .header) { ctx in
+                if let name, let value {
+                    // Bounded: a marker name is 20 bytes, anything longer is not it.
+                    Callbacks.session(ctx).filter.header(
+                        name: UnsafeRawBufferPointer(start: name, count: strnlen(name, 64)),
+                        value: { String(cString: value) })
+                }
+                return .proceed
+            }
+        }
+        d.xxfi_eom = { ctx in
+            Callbacks.guarded(ctx, .eom) { ctx in try Callbacks.session(ctx).filter.endOfMessage(actions: ctx) }
+        }
         d.xxfi_abort = { ctx in
             Callbacks.guarded(ctx, .abort) { ctx in
-                if let existing = Callbacks.existingSession(ctx) { existing.endMessage() }
-                return SMFIS_CONTINUE
+                Callbacks.existingSession(ctx)?.filter.abort()
+                return .proceed
             }
         }
         d.xxfi_close = { ctx in
@@ -100,34 +86,42 @@ enum Callbacks {
         return d
     }
 
-    /// Runs one callback body. A thrown error is logged and answered with TEMPFAIL, or, in a step
-    /// negotiated as no-reply, remembered for EOM; such a step always answers NOREPLY.
-    static func guarded(
-        _ ctx: OpaquePointer?, _ stage: Stage, _ body: (MilterContext) throws -> Int32
-    ) -> Int32 {
+    /// Runs one callback body and turns its answer into libmilter's. A thrown error goes to the
+    /// session (`FilterSession.failed`): TEMPFAIL, or, in a step negotiated as no-reply, remembered
+    /// for end of message; such a step always answers NOREPLY.
+    static func guarded(_ ctx: OpaquePointer?, _ step: SessionStep, _ body: (MilterContext) throws -> StepAnswer)
+        -> Int32
+    {
         guard let ctx else {
-            runtime.logger.error("libmilter passed no context", metadata: ["stage": "\(stage.rawValue)"])
+            runtime.logger.error("libmilter passed no context", metadata: ["stage": "\(step.rawValue)"])
             return SMFIS_TEMPFAIL
         }
         let context = MilterContext(pointer: ctx)
-        let noReply =
-            stage.noReplyFlag != 0
-            && (existingSession(context)?.noReplySteps ?? 0) & stage.noReplyFlag != 0
+        let flag = noReplyFlag(step)
+        let noReply = flag != 0 && (existingSession(context)?.noReplySteps ?? 0) & flag != 0
+        let answer: StepAnswer
         do {
-            let status = try body(context)
-            return noReply ? SMFIS_NOREPLY : status
+            answer = try body(context)
         } catch {
-            let queueID = Libmilter.macro(context, "i") ?? "NOQUEUE"
-            (existingSession(context)?.logger ?? runtime.logger).error(
-                "\(queueID): \(stage.rawValue): \(error); answering tempfail")
-            if noReply {
-                existingSession(context)?.failure = "\(stage.rawValue): \(error)"
-                return SMFIS_NOREPLY
-            }
-            try? Libmilter.setReply(
-                context, code: "451", enhanced: "4.3.0",
-                text: "splitmilter: temporary failure at \(stage.rawValue)")
-            return SMFIS_TEMPFAIL
+            answer = session(context).filter.failed(step, error, canAnswer: !noReply, actions: context)
+        }
+        if noReply { return SMFIS_NOREPLY }
+        switch answer {
+        case .proceed: return SMFIS_CONTINUE
+        case .reject: return SMFIS_REJECT
+        case .tempfail: return SMFIS_TEMPFAIL
+        }
+    }
+
+    /// The SMFIP_NR_* flag a step can be negotiated with; 0 for steps that must always answer.
+    static func noReplyFlag(_ step: SessionStep) -> UInt {
+        switch step {
+        case .connect: UInt(SMFIP_NR_CONN)
+        case .mail: UInt(SMFIP_NR_MAIL)
+        case .rcpt: UInt(SMFIP_NR_RCPT)
+        case .data: UInt(SMFIP_NR_DATA)
+        case .header: UInt(SMFIP_NR_HDR)
+        case .negotiate, .eom, .abort: 0
         }
     }
 
@@ -187,101 +181,22 @@ enum Callbacks {
         _ ctx: MilterContext, _ offeredActions: UInt, _ offeredSteps: UInt,
         _ pf0: UnsafeMutablePointer<UInt>?, _ pf1: UnsafeMutablePointer<UInt>?,
         _ pf2: UnsafeMutablePointer<UInt>?, _ pf3: UnsafeMutablePointer<UInt>?
-    ) throws -> Int32 {
+    ) -> StepAnswer {
         let session = session(ctx)
         let needs = Negotiation(
-            rules: session.rules, noReply: session.snapshot.settings.noReply, offeredSteps: offeredSteps)
+            rules: session.snapshot.rules, noReply: session.snapshot.settings.noReply, offeredSteps: offeredSteps)
         guard offeredActions & needs.actions == needs.actions else {
             session.logger.error(
                 "the MTA does not offer the actions splitmilter needs; refusing the connection",
                 metadata: ["offered": "\(offeredActions)", "needed": "\(needs.actions)"])
-            return SMFIS_REJECT
+            return .reject
         }
         session.noReplySteps = needs.noReplySteps
         pf0?.pointee = needs.actions
         pf1?.pointee = needs.steps
         pf2?.pointee = 0
         pf3?.pointee = 0
-        return SMFIS_CONTINUE
-    }
-
-    static func recipient(
-        _ ctx: MilterContext, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
-    ) throws -> Int32 {
-        let session = session(ctx)
-        guard let argv, let first = argv[0] else {
-            session.logger.warning(
-                "\(Libmilter.macro(ctx, "i") ?? "NOQUEUE"): RCPT without an address; ignored")
-            return SMFIS_CONTINUE
-        }
-        let raw = String(cString: first)
-        let decision = session.rules.decide(
-            recipient: raw, parameters: argv[1] == nil ? [] : parameters(argv), client: session.client,
-            providers: session.snapshot.providers, resolved: { Libmilter.macro(ctx, "{rcpt_addr}") })
-        switch decision.verdict {
-        case .accept:
-            if decision.guardWaived, let note = decision.guardNote {
-                session.logger.info("\(Libmilter.macro(ctx, "i") ?? "NOQUEUE"): rcpt=\(raw) \(note)")
-            }
-        case .reject(let reply, let because), .tempfail(let reply, let because):
-            let queueID = Libmilter.macro(ctx, "i") ?? "NOQUEUE"
-            session.logger.info("\(queueID): reject: rcpt=\(raw) \(reply) (\(because))")
-            try Libmilter.setReply(ctx, code: reply.code, enhanced: reply.enhanced, text: reply.text)
-            return reply.code.hasPrefix("5") ? SMFIS_REJECT : SMFIS_TEMPFAIL
-        }
-        guard session.plan.record(decision) else {
-            session.failure = "more than \(MessagePlan.maximumRecipients) recipients"
-            try Libmilter.setReply(
-                ctx, code: "452", enhanced: "4.5.3", text: "Too many recipients for splitmilter")
-            return SMFIS_TEMPFAIL
-        }
-        // CONTINUE, never ACCEPT: ACCEPT at RCPT would end filtering and skip EOM, losing the edits.
-        return SMFIS_CONTINUE
-    }
-
-    static func endOfMessage(_ ctx: MilterContext) throws -> Int32 {
-        let session = session(ctx)
-        defer { session.endMessage() }
-        // Made only for a line that is logged: most messages log nothing at the default level.
-        var queueID: String { Libmilter.macro(ctx, "i") ?? "NOQUEUE" }
-        let logger = session.logger
-        if let failure = session.failure {
-            logger.error("\(queueID): refusing the message: \(failure)")
-            try Libmilter.setReply(ctx, code: "451", enhanced: "4.3.0", text: "splitmilter: \(failure)")
-            return SMFIS_TEMPFAIL
-        }
-        let result = session.plan.edits(marker: session.snapshot.settings.marker)
-        for decision in session.plan.decisions {
-            for problem in decision.problems {
-                logger.warning("\(queueID): rcpt=\(decision.recipient) \(problem)")
-            }
-            if case .excluded(let rule) = decision.selection {
-                logger.debug(
-                    "\(queueID): rcpt=\(decision.recipient) no action: excluded rule=\(rule.location.fileAndLine)"
-                )
-            }
-        }
-        for edit in result.edits {
-            switch edit {
-            case .deleteRecipient(let recipient):
-                try Libmilter.deleteRecipient(ctx, recipient)
-            case .addRecipient(let address, let parameters):
-                try Libmilter.addRecipient(ctx, address, parameters: parameters)
-            case .addHeader(let name, let value):
-                try Libmilter.addHeader(ctx, name: name, value: value)
-            }
-        }
-        for addition in result.additions {
-            logger.info(
-                "\(queueID): rcpt=\(addition.forRecipient) \(addition.kind.rawValue)=\(addition.target.address) rule=\(addition.target.rule.location.fileAndLine)"
-            )
-        }
-        for skip in result.skipped {
-            logger.info(
-                "\(queueID): rcpt=\(skip.forRecipient) skipped=\(skip.target.address) reason=\"\(skip.reason)\" rule=\(skip.target.rule.location.fileAndLine)"
-            )
-        }
-        return SMFIS_CONTINUE
+        return .proceed
     }
 }
 
@@ -306,9 +221,10 @@ struct Negotiation {
         if !makesCopies { skipped |= UInt(SMFIP_NOHDRS) }
         var silent: UInt = 0
         if noReply {
-            // Steps that always continue need no answer. RCPT does only when no guard can refuse.
+            // Steps that always continue need no answer. RCPT always gets one: a guard may refuse,
+            // and the recipient past MessagePlan.maximumRecipients gets 452 4.5.3 (unanswered, the
+            // whole message would have to be refused, on every retry).
             silent = UInt(SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_HDR)
-            if !rules.checksRecipients { silent |= UInt(SMFIP_NR_RCPT) }
             skipped |= UInt(SMFIP_NODATA)
         }
         silent &= offeredSteps

@@ -6,6 +6,7 @@
 /// temporary failure, never into a message delivered without its copies.
 
 internal import CMilterShim
+import SplitCore
 
 struct LibmilterError: Error, CustomStringConvertible {
     let function: String
@@ -15,8 +16,18 @@ struct LibmilterError: Error, CustomStringConvertible {
 }
 
 /// A libmilter connection context, valid only inside the callback it was handed to.
-struct MilterContext {
+struct MilterContext: MilterActions {
     let pointer: OpaquePointer
+
+    func macro(_ name: String) -> String? { Libmilter.macro(self, name) }
+    func setReply(code: String, enhanced: String, text: String) throws {
+        try Libmilter.setReply(self, code: code, enhanced: enhanced, text: text)
+    }
+    func addRecipient(_ address: String, parameters: String) throws {
+        try Libmilter.addRecipient(self, address, parameters: parameters)
+    }
+    func deleteRecipient(_ recipient: String) throws { try Libmilter.deleteRecipient(self, recipient) }
+    func addHeader(name: String, value: String) throws { try Libmilter.addHeader(self, name: name, value: value) }
 }
 
 enum Libmilter {

@@ -1,8 +1,8 @@
-/// Per-connection state, carried through libmilter's private-data pointer.
+/// Per-connection state, carried through libmilter's private-data pointer: the connection's
+/// `FilterSession` (the message logic, in SplitCore) and what only the libmilter shell needs.
 ///
 /// libmilter never runs two callbacks of one connection at once, but successive callbacks may run
-/// on different threads, so all state lives here and none in thread-locals. The message plan is
-/// reset at MAIL, after EOM and on abort: one SMTP session can carry several messages.
+/// on different threads, so all state lives here and none in thread-locals.
 
 import Logging
 import SplitCore
@@ -11,36 +11,34 @@ final class Session {
     /// The rules, `spf:` networks, settings and logger this connection started with; a reload or a
     /// refresh affects the next connection.
     let snapshot: Snapshot
+    let filter: FilterSession
     /// The SMFIP_NR_* steps negotiated: their callbacks must answer NOREPLY, whatever happens.
     var noReplySteps: UInt = 0
-    var plan = MessagePlan()
-    /// The client as xxfi_connect gave it: host name, IP address and TCP port (nil for a non-IP client).
-    var clientHostName: String?
-    var clientAddress: IPAddress?
-    var clientPort: UInt16?
-    var authenticatedAs: String?
-    /// Set when the plan could not hold every recipient, or a no-reply step failed: the message is
-    /// then refused at EOM rather than delivered without its edits.
-    var failure: String?
 
-    init(_ snapshot: Snapshot) { self.snapshot = snapshot }
+    init(_ snapshot: Snapshot) {
+        self.snapshot = snapshot
+        filter = FilterSession(
+            rules: snapshot.rules, providers: snapshot.providers, marker: snapshot.settings.marker,
+            log: LoggerSessionLog(logger: snapshot.logger))
+    }
 
-    var rules: RuleSet { snapshot.rules }
     var logger: Logger { snapshot.logger }
+}
 
-    var client: ClientContext {
-        ClientContext(
-            address: clientAddress, port: clientPort, hostName: clientHostName, authenticatedAs: authenticatedAs)
-    }
+/// A `SessionLog` over swift-log: the level check first, so a line at a disabled level is never built.
+struct LoggerSessionLog: SessionLog {
+    let logger: Logger
 
-    func startMessage(authenticatedAs: String?) {
-        plan = MessagePlan()
-        failure = nil
-        self.authenticatedAs = authenticatedAs
-    }
+    func isEnabled(_ level: SessionLogLevel) -> Bool { logger.logLevel <= Self.level(level) }
 
-    func endMessage() {
-        plan = MessagePlan()
-        failure = nil
+    func write(_ level: SessionLogLevel, _ line: String) { logger.log(level: Self.level(level), "\(line)") }
+
+    static func level(_ level: SessionLogLevel) -> Logger.Level {
+        switch level {
+        case .debug: .debug
+        case .info: .info
+        case .warning: .warning
+        case .error: .error
+        }
     }
 }

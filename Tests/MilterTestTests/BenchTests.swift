@@ -91,7 +91,7 @@ struct BenchTests {
         #expect(lines.contains { $0.hasPrefix("throughput: ") && $0.hasSuffix(" rcpts/s") })
         #expect(lines.contains { $0.hasPrefix("latency per message: p50 ") && $0.contains(" p99 ") })
         #expect(lines.contains("verdicts: accept 20"))
-        #expect(lines.contains("rcpt answers: no reply 20"))
+        #expect(lines.contains("rcpt answers: continue 20"))
         #expect(lines.contains("modifications: add-header 20, add-rcpt 20"))
         #expect(lines.last?.hasSuffix(": 20 ok, 0 failed") == true)
     }

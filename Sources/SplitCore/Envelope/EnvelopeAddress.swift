@@ -110,12 +110,15 @@ public enum EnvelopeAddressParser {
         var angle = false
         var lastAt: Int?
         for index in body.indices {
-            switch body[index] {
-            case 0..<0x20, 0x7F: control = true
-            case UInt8(ascii: "\""): quote = true
-            case UInt8(ascii: "<"), UInt8(ascii: ">"): angle = true
-            case UInt8(ascii: "@"): lastAt = index
-            default: break
+            let byte = body[index]
+            if byte < 0x20 || byte == 0x7F {
+                control = true
+            } else if byte == UInt8(ascii: "\"") {
+                quote = true
+            } else if byte == UInt8(ascii: "<") || byte == UInt8(ascii: ">") {
+                angle = true
+            } else if byte == UInt8(ascii: "@") {
+                lastAt = index
             }
         }
         if control { return .failure(.unsafeLocalPart("control character")) }

@@ -1,0 +1,197 @@
+/// One milter connection's message logic, from MAIL to end of message, as a pure type: the
+/// daemon's libmilter callbacks are a thin shell that hands each step to it, and the unit tests
+/// drive it with a fake context that refuses edits outside end of message.
+///
+/// Invariants:
+/// - RCPT decides and records; only end of message edits the envelope (libmilter refuses an edit
+///   anywhere else, and a refused edit would be a message delivered without its copies).
+/// - A connection carries several messages: MAIL, end of message and abort each start afresh.
+/// - A failure that could not be answered when it happened (a step negotiated as no-reply) is
+///   remembered and the message is refused with a temporary error at end of message: never a
+///   message delivered without its edits.
+/// - Every value from the client that reaches a log line is escaped by the log handler, not here.
+
+/// What a session asks of the MTA side: libmilter's context in the daemon, valid only inside the
+/// callback that was handed it; a fake in the tests.
+public protocol MilterActions {
+    /// A macro's value (`i`, `{rcpt_addr}`), nil when the MTA did not send it.
+    func macro(_ name: String) -> String?
+    /// The reply for a refusal; the text holds no CR/LF (the shell makes sure).
+    func setReply(code: String, enhanced: String, text: String) throws
+    func addRecipient(_ address: String, parameters: String) throws
+    func deleteRecipient(_ recipient: String) throws
+    func addHeader(name: String, value: String) throws
+}
+
+/// Log levels, as swift-log's, without depending on it.
+public enum SessionLogLevel: Int, Sendable, Comparable {
+    case debug, info, warning, error
+
+    public static func < (left: Self, right: Self) -> Bool { left.rawValue < right.rawValue }
+}
+
+/// Where a session's log lines go. Lines are built only when `isEnabled` says they are wanted: at a
+/// disabled level a message costs no string.
+public protocol SessionLog: Sendable {
+    func isEnabled(_ level: SessionLogLevel) -> Bool
+    func write(_ level: SessionLogLevel, _ line: String)
+}
+
+extension SessionLog {
+    func log(_ level: SessionLogLevel, _ line: @autoclosure () -> String) {
+        if isEnabled(level) { write(level, line()) }
+    }
+}
+
+/// A step's answer to the MTA.
+public enum StepAnswer: Sendable, Equatable {
+    case proceed
+    case reject
+    case tempfail
+}
+
+/// The protocol steps a session takes part in, for log lines and remembered failures.
+public enum SessionStep: String, Sendable {
+    case negotiate, connect, mail, rcpt, data, header, eom, abort
+}
+
+public final class FilterSession {
+    public let rules: RuleSet
+    public let providers: ProviderNetworks
+    public let marker: CopyMarker
+    let log: any SessionLog
+
+    public private(set) var plan = MessagePlan()
+    /// The client as xxfi_connect gave it (nil address and port for a non-IP client).
+    public private(set) var client = ClientContext.unknown
+    /// Set when the plan could not hold every recipient, or a no-reply step failed: the message is
+    /// then refused at end of message rather than delivered without its edits.
+    public private(set) var failure: String?
+
+    public init(rules: RuleSet, providers: ProviderNetworks, marker: CopyMarker, log: any SessionLog) {
+        self.rules = rules
+        self.providers = providers
+        self.marker = marker
+        self.log = log
+    }
+
+    public func connect(hostName: String?, address: IPAddress?, port: UInt16?) {
+        client = ClientContext(address: address, port: port, hostName: hostName, authenticatedAs: nil)
+    }
+
+    /// MAIL: a new message. `authenticatedAs` is `{auth_authen}`.
+    public func mail(authenticatedAs: String?) {
+        reset()
+        client = ClientContext(
+            address: client.address, port: client.port, hostName: client.hostName, authenticatedAs: authenticatedAs)
+    }
+
+    /// RCPT: decides the recipient and records the decision. `raw` is argv[0] as Postfix sent it.
+    public func recipient(_ raw: String, parameters: [String], actions: some MilterActions) throws -> StepAnswer {
+        let decision = rules.decide(
+            recipient: raw, parameters: parameters, client: client, providers: providers,
+            resolved: { actions.macro("{rcpt_addr}") })
+        switch decision.verdict {
+        case .accept:
+            if decision.guardWaived, let note = decision.guardNote {
+                log.log(.info, "\(Self.queueID(actions)): rcpt=\(raw) \(note)")
+            }
+        case .reject(let reply, let because), .tempfail(let reply, let because):
+            log.log(.info, "\(Self.queueID(actions)): reject: rcpt=\(raw) \(reply) (\(because))")
+            try actions.setReply(code: reply.code, enhanced: reply.enhanced, text: reply.text)
+            return reply.code.hasPrefix("5") ? .reject : .tempfail
+        }
+        guard plan.record(decision) else {
+            try actions.setReply(code: "452", enhanced: "4.5.3", text: "Too many recipients for splitmilter")
+            return .tempfail
+        }
+        // Never an accept: that would end filtering of the message and skip end of message.
+        return .proceed
+    }
+
+    /// RCPT without an address (libmilter passed none): nothing to decide.
+    public func recipientWithoutAddress(actions: some MilterActions) -> StepAnswer {
+        log.log(.warning, "\(Self.queueID(actions)): RCPT without an address; ignored")
+        return .proceed
+    }
+
+    /// A header: only this instance's marker matters. The name is compared on its bytes; the
+    /// value is made only for the marker's name.
+    public func header(name: UnsafeRawBufferPointer, value: () -> String) {
+        if !plan.carriesMarker, CopyMarker.isMarkerName(name),
+            marker.matches(name: CopyMarker.headerName, value: value())
+        {
+            plan.carriesMarker = true
+        }
+    }
+
+    /// End of message: the envelope edits, in order, and their log lines; the session is then
+    /// ready for the next message.
+    public func endOfMessage(actions: some MilterActions) throws -> StepAnswer {
+        defer { reset() }
+        if let failure {
+            log.log(.error, "\(Self.queueID(actions)): refusing the message: \(failure)")
+            try actions.setReply(code: "451", enhanced: "4.3.0", text: "splitmilter: \(failure)")
+            return .tempfail
+        }
+        let result = plan.edits(marker: marker)
+        for decision in plan.decisions {
+            for problem in decision.problems {
+                log.log(.warning, "\(Self.queueID(actions)): rcpt=\(decision.recipient) \(problem)")
+            }
+            if case .excluded(let rule) = decision.selection {
+                log.log(
+                    .debug,
+                    "\(Self.queueID(actions)): rcpt=\(decision.recipient) no action: excluded rule=\(rule.location.fileAndLine)"
+                )
+            }
+        }
+        for edit in result.edits {
+            switch edit {
+            case .deleteRecipient(let recipient): try actions.deleteRecipient(recipient)
+            case .addRecipient(let address, let parameters): try actions.addRecipient(address, parameters: parameters)
+            case .addHeader(let name, let value): try actions.addHeader(name: name, value: value)
+            }
+        }
+        guard log.isEnabled(.info) else { return .proceed }
+        let queueID = Self.queueID(actions)
+        for addition in result.additions {
+            log.write(
+                .info,
+                "\(queueID): rcpt=\(addition.forRecipient) \(addition.kind.rawValue)=\(addition.target.address) rule=\(addition.target.rule.location.fileAndLine)"
+            )
+        }
+        for skip in result.skipped {
+            log.write(
+                .info,
+                "\(queueID): rcpt=\(skip.forRecipient) skipped=\(skip.target.address) reason=\"\(skip.reason)\" rule=\(skip.target.rule.location.fileAndLine)"
+            )
+        }
+        return .proceed
+    }
+
+    /// The message was aborted (RSET, a dropped client, a refusal by Postfix or another milter).
+    public func abort() { reset() }
+
+    /// A step failed with `error`. Answered steps refuse with 451 4.3.0; a step negotiated as
+    /// no-reply (`canAnswer` false) cannot, so the failure is remembered for end of message.
+    public func failed(_ step: SessionStep, _ error: any Error, canAnswer: Bool, actions: some MilterActions)
+        -> StepAnswer
+    {
+        log.log(.error, "\(Self.queueID(actions)): \(step.rawValue): \(error); answering tempfail")
+        guard canAnswer else {
+            failure = "\(step.rawValue): \(error)"
+            return .proceed
+        }
+        try? actions.setReply(
+            code: "451", enhanced: "4.3.0", text: "splitmilter: temporary failure at \(step.rawValue)")
+        return .tempfail
+    }
+
+    func reset() {
+        plan = MessagePlan()
+        failure = nil
+    }
+
+    static func queueID(_ actions: some MilterActions) -> String { actions.macro("i") ?? "NOQUEUE" }
+}
