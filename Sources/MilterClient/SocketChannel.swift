@@ -12,7 +12,7 @@
 /// Every system call goes through `system(_:timedOut:_:)`, which retries EINTR and turns
 /// -1 into a `ClientError` naming the C function. inet sockets get TCP_NODELAY: the protocol is
 /// strict request/answer with small frames, so Nagle plus delayed ACK would stall each
-/// exchange by ~40 ms (research/spike.md §8).
+/// exchange by ~40 ms (docs/postfix-milter.md, "Delayed ACK").
 
 import MilterProtocol
 

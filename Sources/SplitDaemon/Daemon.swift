@@ -45,7 +45,7 @@ public struct DaemonOptions: Sendable {
 /// Whether to negotiate no-reply for the steps that always continue.
 public enum NoReplyMode: String, Sendable, CaseIterable {
     /// On for unix sockets; off for TCP, where Postfix's unanswered small writes can wait on
-    /// Nagle + delayed ACK (research/spike.md §9).
+    /// Nagle + delayed ACK (docs/postfix-milter.md, "Delayed ACK").
     case auto
     case on
     case off

@@ -5,7 +5,7 @@
 /// That lets it (a) print bind errors on stderr, (b) set the unix socket's mode and group before
 /// Postfix can connect, (c) replace a stale socket but never steal a live one, and (d) set
 /// TCP_NODELAY, which accepted connections inherit: without it each message over TCP waits on
-/// Nagle + delayed ACK for ~40–90 ms (research/spike.md §9).
+/// Nagle + delayed ACK for ~40–90 ms (docs/postfix-milter.md, "Delayed ACK").
 
 import Glibc
 import MilterProtocol

@@ -2,8 +2,8 @@
 ///
 /// libmilter's own signal thread stops the milter on SIGHUP, SIGTERM (orderly) and SIGINT (abort);
 /// it relies on every thread having those signals blocked, and a thread created before the mask is
-/// set kills the process outright on SIGTERM (research/spike.md §5). So `blockAll()` must be the
-/// first thing `main` does. SIGUSR1 is ours: it reloads the rules on a thread of our own.
+/// set kills the process outright on SIGTERM (docs/postfix-milter.md, "Signals"). So `blockAll()`
+/// must be the first thing `main` does. SIGUSR1 is ours: it reloads the rules on a thread of our own.
 
 import Glibc
 

@@ -760,9 +760,9 @@ scenario_h() {
 
     # h4, h5: SIGTERM stops the daemon: exit status 0, and it removes its socket. SIGHUP stops
     # it as well: libmilter's signal thread treats HUP like TERM (an orderly stop; see
-    # research/spike.md §5), so SIGHUP cannot mean "reload" for a libmilter daemon, which is why
-    # the reload signal is SIGUSR1. A second daemon (on its own socket) gets the SIGHUP at the
-    # same time, since each stop takes libmilter up to 5 s.
+    # docs/postfix-milter.md, "Signals"), so SIGHUP cannot mean "reload" for a libmilter daemon,
+    # which is why the reload signal is SIGUSR1. A second daemon (on its own socket) gets the
+    # SIGHUP at the same time, since each stop takes libmilter up to 5 s.
     milter_start milter-h-hup "$FIXTURES/reload-except.rules" "$SOCKDIR/milter-h-hup.sock" ||
         { fail "h5 a second daemon starts" "listening" "see above"; return; }
     kill -HUP "${INST_PIDS[milter-h-hup]}"
