@@ -699,6 +699,10 @@ struct ParserState {
         files.append(path)
         var errors = 0
         bytes.withUnsafeBufferPointer { all in
+            // Sized once for every line (a name a line, at most): no rehashing on the way to a million.
+            var lines = 1
+            for byte in all where byte == UInt8(ascii: "\n") { lines += 1 }
+            users.reserveCapacity(users.count + lines)
             var start = 0
             var number = 0
             while start < all.count, errors < 20 {
@@ -707,8 +711,8 @@ struct ParserState {
                 while end < all.count, all[end] != UInt8(ascii: "\n") { end += 1 }
                 defer { start = end + 1 }
                 var first = start
-                var last = end
-                if let hash = all[first..<last].firstIndex(of: UInt8(ascii: "#")) { last = hash }
+                var last = start
+                while last < end, all[last] != UInt8(ascii: "#") { last += 1 }
                 while first < last, all[first] == 0x20 || all[first] == 0x09 { first += 1 }
                 while last > first, all[last - 1] == 0x20 || all[last - 1] == 0x09 || all[last - 1] == 0x0D {
                     last -= 1

@@ -20,6 +20,15 @@ import Testing
         #expect(try parsed.render(parts).get().description == expected)
     }
 
+    /// The source is spelled from the parsed pieces when it can be, kept as written when not.
+    @Test(arguments: ["%u@gapps.example.org", "archive+%b=%d@Archive.Example", "Carol.%e", "a%d%b@x"])
+    func keepsItsSourceAsWritten(template: String) throws {
+        let parsed = try AddressTemplate.parse(template, allowBareLocalPart: true).get()
+        #expect(parsed.source == template)
+        #expect(parsed.description == template)
+        #expect(parsed == (try AddressTemplate.parse(template, allowBareLocalPart: true).get()))
+    }
+
     @Test func splitsAtTheFirstDelimiterButNotALeadingOne() {
         let split = RecipientParts(address: EnvelopeAddress(localPart: "a-b+c", domain: "x"), delimiters: "+-")
         #expect(split.base == "a")

@@ -30,26 +30,28 @@ import Testing
         }
     }
 
-    /// The fastest of three loads, in nanoseconds.
+    /// One load, in nanoseconds.
     func loadTime(_ files: [String: String]) throws -> UInt64 {
-        var best = UInt64.max
-        for _ in 0..<3 {
-            let start = ContinuousClock.now
-            let result = RuleParser.parse(file: "/r/main.rules", source: MemoryRuleSource(files: files))
-            let elapsed = ContinuousClock.now - start
-            _ = try #require(result.ruleSet, "\(result.diagnostics.prefix(3))")
-            let nanoseconds =
-                UInt64(elapsed.components.seconds) * 1_000_000_000
-                + UInt64(elapsed.components.attoseconds / 1_000_000_000)
-            best = min(best, nanoseconds)
-        }
-        return best
+        let start = ContinuousClock.now
+        let result = RuleParser.parse(file: "/r/main.rules", source: MemoryRuleSource(files: files))
+        let elapsed = ContinuousClock.now - start
+        _ = try #require(result.ruleSet, "\(result.diagnostics.prefix(3))")
+        return UInt64(elapsed.components.seconds) * 1_000_000_000
+            + UInt64(elapsed.components.attoseconds / 1_000_000_000)
     }
 
+    /// The fastest of five loads of each size, taken in turn (small, large, small, …): a shared
+    /// machine that is busy for a while slows both sizes, not only the one measured then.
     @Test(arguments: Kind.allCases)
     func tenTimesTheLinesTakesAtMostTwentyTimesAsLong(_ kind: Kind) throws {
-        let small = try loadTime(kind.files(2_000))
-        let large = try loadTime(kind.files(20_000))
+        let smallFiles = kind.files(2_000)
+        let largeFiles = kind.files(20_000)
+        var small = UInt64.max
+        var large = UInt64.max
+        for _ in 0..<5 {
+            small = min(small, try loadTime(smallFiles))
+            large = min(large, try loadTime(largeFiles))
+        }
         #expect(large <= 20 * max(small, 1_000_000), "\(kind): 2,000 lines \(small) ns, 20,000 lines \(large) ns")
     }
 }

@@ -100,6 +100,29 @@ import Testing
         #expect(printed.first.map { $0.hasPrefix("/etc/sm/" + expected) } == true, "\(printed)")
     }
 
+    /// A rule keeps no text of its own: its text is rebuilt from its line, words joined by single
+    /// blanks (commas, tabs and carriage returns are separators, `#` ends the line), in every file.
+    @Test func referencesGiveTheirLineAsWritten() throws {
+        let result = parse([
+            "/etc/sm/main.rules":
+                "include more.rules\ndomain example.org\n\tuser  Allie ,copy alice@x.org,\tb@Y.org # c\r\n",
+            "/etc/sm/more.rules": "domain example.net\n  rewrite %u@Primary.Example  # relay\n",
+        ])
+        let set = try #require(result.ruleSet, "\(result.diagnostics)")
+        let copy = try #require(set.section(for: "example.org")?.users["allie"]?.copy)
+        #expect(copy.reference.text == "user Allie copy alice@x.org b@Y.org")
+        #expect(copy.reference.location == SourceLocation(file: "/etc/sm/main.rules", line: 3, column: 2))
+        #expect(copy.reference.description == "/etc/sm/main.rules:3 (user Allie copy alice@x.org b@Y.org)")
+        #expect(copy.targets.map(\.source) == ["alice@x.org", "b@Y.org"])
+        #expect(copy.targets.map(\.domain) == ["x.org", "y.org"])
+        let rewrite = try #require(set.section(for: "example.net")?.rewrite)
+        #expect(rewrite.reference.text == "rewrite %u@Primary.Example")
+        #expect(rewrite.reference.location.fileAndLine == "/etc/sm/more.rules:2")
+        #expect(rewrite.target.source == "%u@Primary.Example")
+        #expect(rewrite.reference == RuleReference(location: rewrite.reference.location, text: rewrite.reference.text))
+        #expect(rewrite.reference != copy.reference)
+    }
+
     @Test func collectsEveryErrorOfAFile() {
         let result = parse("domain example.org\n  copy %x@y.org\n  bogus\n  user z nope q\n")
         #expect(result.errors.map(\.location.line) == [2, 3, 4])
