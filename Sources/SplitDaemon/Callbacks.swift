@@ -51,7 +51,7 @@ enum Callbacks {
             }
         }
         // DATA is answered even though nothing is decided there: an unanswered step leaves Postfix's
-        // next small write waiting on a delayed ACK over TCP (docs/postfix-milter.md).
+        // next small write waiting on a delayed ACK over TCP (docs/postfix-milter.md, "Delayed ACK").
         d.xxfi_data = { ctx in Callbacks.guarded(ctx, .data) { _ in .proceed } }
         d.xxfi_header = { ctx, name, value in
             Callbacks.guarded(ctx, .header) { ctx in

@@ -24,10 +24,13 @@ public struct DaemonOptions: Sendable {
     public var spfCache: String?
     /// The user to become when started as root (nil: `splitmilter`); see `Privileges`.
     public var user: String?
+    /// Seconds libmilter waits for the MTA's next command on a connection (`smfi_settimeout`).
+    public var timeout: Int
 
     public init(
         rulesPath: String, socket: MilterEndpoint, socketMode: UInt32, socketGroup: String?, instance: String,
-        noReply: NoReplyMode, dnsServer: ResolverDNS?, spfRefresh: Int, spfCache: String?, user: String?
+        noReply: NoReplyMode, dnsServer: ResolverDNS?, spfRefresh: Int, spfCache: String?, user: String?,
+        timeout: Int
     ) {
         self.rulesPath = rulesPath
         self.socket = socket
@@ -39,6 +42,7 @@ public struct DaemonOptions: Sendable {
         self.spfRefresh = spfRefresh
         self.spfCache = spfCache
         self.user = user
+        self.timeout = timeout
     }
 }
 
@@ -103,6 +107,8 @@ public enum Daemon {
         }
         do {
             try Libmilter.setConnection("fd:\(listener.fd)")
+            // libmilter's own default is 7,210 s: a stalled peer would hold a thread for two hours.
+            try Libmilter.setTimeout(options.timeout)
             try Libmilter.register(Callbacks.description())
             try Libmilter.openSocket()
             // Threads start only after this: the reload and refresh threads below, libmilter's in main().

@@ -74,6 +74,11 @@ enum Libmilter {
         try check(cmilter_setconn(spec), "smfi_setconn", spec)
     }
 
+    /// How long a connection may wait for the MTA's next command (docs/postfix-milter.md, "Failure handling and timeouts").
+    static func setTimeout(_ seconds: Int) throws {
+        try check(smfi_settimeout(Int32(clamping: seconds)), "smfi_settimeout", "\(seconds) s")
+    }
+
     static func openSocket() throws {
         try check(smfi_opensocket(false), "smfi_opensocket", "libmilter logs the reason to syslog only")
     }

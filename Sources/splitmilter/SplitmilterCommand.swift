@@ -66,6 +66,13 @@ struct SplitmilterCommand: ParsableCommand {
     @Option(name: .long, help: "Cache of the last good spf: lists, used when DNS is down at start.")
     var spfCache = "/var/lib/splitmilter/spf.cache"
 
+    @Option(
+        name: .long,
+        help:
+            "Seconds to wait for Postfix's next milter command before dropping the connection (Postfix waits up to its smtpd_timeout, 300 s, on the client)."
+    )
+    var timeout = 600
+
     @Flag(name: .long, help: "Check the rule file, print every error and exit (non-zero on errors).")
     var check = false
 
@@ -81,6 +88,7 @@ struct SplitmilterCommand: ParsableCommand {
             throw ValidationError("--dns-server must be an IPv4 address with an optional :PORT")
         }
         guard spfRefresh >= 0 else { throw ValidationError("--spf-refresh must be 0 or more seconds") }
+        guard (1...86_400).contains(timeout) else { throw ValidationError("--timeout must be 1 to 86400 seconds") }
         guard destination != nil else { throw ValidationError("--log must be one of auto, stderr, syslog") }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of debug, info, warning, error")
@@ -137,7 +145,8 @@ struct SplitmilterCommand: ParsableCommand {
             dnsServer: dnsServer.flatMap(ResolverDNS.init(serverSpec:)),
             spfRefresh: spfRefresh,
             spfCache: spfCache.isEmpty ? nil : spfCache,
-            user: user
+            user: user,
+            timeout: timeout
         )
         let status = Daemon.run(options, logger: Logger(label: "splitmilter"))
         if status != 0 { throw ExitCode(status) }

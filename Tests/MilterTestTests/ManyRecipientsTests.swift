@@ -72,4 +72,69 @@ struct ManyRecipientsTests {
         let value = (to?["arguments"] as? [String])?.last ?? ""
         #expect(value.hasPrefix("<user1@nowhere.example>, ") && value.hasSuffix(" more)") && value.utf8.count < 1_000)
     }
+
+    /// The README's promise, through the daemon: the recipient past the per-message limit gets
+    /// 452 4.5.3 at RCPT and the message goes on with the others' copies (it was tempfailed whole,
+    /// on every retry, while RCPT was negotiated as no-reply).
+    @Test func theRecipientPastTheLimitGets452AndTheMessageItsCopies() async throws {
+        let daemon = try await RunningMilter.splitmilter(
+            rules: "examples/splitmilter.rules", in: Paths.repository, instance: "bench.example",
+            extra: ["--log-level", "warning"])
+        let send = try await daemon.run { daemon in
+            try await Processes.run(
+                try Paths.binary("milter-test"),
+                ["send", daemon.socket, "--json"] + ManyRecipientsTests.recipients(10_001, domain: "example.org"))
+        }
+        #expect(send.status == 0, "send exited \(send.status): \(send.errors)\ndaemon log:\n\(daemon.log)")
+        let transcript = try SendJSON.object(send.output)
+        let answers = SendJSON.recipientAnswers(transcript)
+        #expect(answers.count == 10_001)
+        #expect(answers.dropLast().allSatisfy { $0 == "continue" })
+        #expect(answers.last?.contains("Too many recipients") == true, "\(answers.last ?? "")")
+        #expect(transcript["verdict"] as? String == "accept")
+        #expect(!SendJSON.modificationsInExplainForm(transcript).isEmpty)
+    }
+
+    /// A peer that stops in the middle of a command holds a libmilter worker thread: it is dropped
+    /// after `--timeout` seconds (libmilter's default is two hours).
+    @Test func aSilentPeerIsDroppedAfterTheTimeout() async throws {
+        let daemon = try await RunningMilter.splitmilter(
+            rules: "examples/splitmilter.rules", in: Paths.repository, instance: "bench.example",
+            extra: ["--timeout", "2"])
+        let seconds = try await daemon.run { daemon in
+            try SilentPeer.secondsUntilClosed(path: String(daemon.socket.dropFirst("unix:".count)), limit: 20)
+        }
+        #expect(seconds != nil && seconds! >= 1.5 && seconds! < 10, "closed after \(seconds ?? -1) s\n\(daemon.log)")
+    }
+}
+
+/// A client that connects and sends half a frame's length, then waits for the milter to close the
+/// connection. (A client silent between frames holds no thread: libmilter's pool sweeps such
+/// connections every 600 s; docs/postfix-milter.md, "libmilter".)
+enum SilentPeer {
+    static func secondsUntilClosed(path: String, limit: Int32) throws -> Double? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in path.utf8.prefix(buffer.count - 1).enumerated() { buffer[index] = byte }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        try #require(connected == 0, "connect: errno \(errno)")
+        let half: [UInt8] = [0, 0]
+        try #require(write(fd, half, half.count) == half.count)
+        let started = ContinuousClock.now
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, limit * 1000) == 1 else { return nil }
+        var byte: UInt8 = 0
+        guard read(fd, &byte, 1) <= 0 else { return nil }
+        let (seconds, attoseconds) = (ContinuousClock.now - started).components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
 }

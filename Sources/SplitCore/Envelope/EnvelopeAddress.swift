@@ -264,7 +264,13 @@ extension String {
     public var caseFolded: String {
         let plain =
             utf8.withContiguousStorageIfAvailable { bytes in
-                !bytes.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 }
+                var index = 0
+                while index < bytes.count {
+                    let byte = bytes[index]
+                    if byte >= 0x80 || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) { return false }
+                    index += 1
+                }
+                return true
             } ?? false
         return plain ? self : lowercased()
     }

@@ -1,7 +1,7 @@
 /// One message's plan: the decisions recorded at RCPT, turned into envelope edits at end-of-message.
 ///
 /// Invariants of `edits()`, each one a way Postfix would otherwise deliver twice or lose mail
-/// (research/postfix-milter.md §3, §10):
+/// (docs/postfix-milter.md, "Deleting recipients", "Duplicate elimination"):
 ///   - every delete comes before every add, so a target that is also a rewritten-away recipient is
 ///     re-added after its delete, never cancelled by it;
 ///   - nothing is added that is already a remaining recipient or was already added (case-folded),
@@ -185,7 +185,9 @@ struct FewStrings {
     /// Inserts `text`; false when it was already there.
     mutating func insert(_ text: String) -> Bool {
         if many != nil { return many!.insert(text).inserted }
-        if few.contains(text) { return false }
+        // Lengths first: most recipients differ in length, and that test needs no byte compared.
+        let length = text.utf8.count
+        if few.contains(where: { $0.utf8.count == length && $0 == text }) { return false }
         if few.count < Self.scanLimit {
             few.append(text)
         } else {
