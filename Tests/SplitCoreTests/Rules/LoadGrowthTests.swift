@@ -1,7 +1,8 @@
-/// Loading grows linearly with every kind of line: ten times the lines may take at most about
-/// twenty times as long (a quadratic loader takes a hundred times). Measured as a ratio within one
-/// run, so a slow or busy machine does not matter; the absolute times at real sizes are in
-/// `scripts/bench-milter`'s output, not here.
+/// Loading grows linearly with every kind of line: ten times the lines may take at most 25 times as
+/// long. Linear is 10×; a table ten times larger falls out of the caches, which takes the user
+/// list to 15–23× on this project's 2-core machine; a quadratic loader takes 100×. Measured as a
+/// ratio within one run, so a slow or busy machine does not matter; the absolute times at real
+/// sizes are in `scripts/bench-load`'s output, not here.
 
 import SplitCore
 import Testing
@@ -43,7 +44,7 @@ import Testing
     /// The fastest of five loads of each size, taken in turn (small, large, small, …): a shared
     /// machine that is busy for a while slows both sizes, not only the one measured then.
     @Test(arguments: Kind.allCases)
-    func tenTimesTheLinesTakesAtMostTwentyTimesAsLong(_ kind: Kind) throws {
+    func tenTimesTheLinesTakesAtMost25TimesAsLong(_ kind: Kind) throws {
         let smallFiles = kind.files(2_000)
         let largeFiles = kind.files(20_000)
         var small = UInt64.max
@@ -52,6 +53,6 @@ import Testing
             small = min(small, try loadTime(smallFiles))
             large = min(large, try loadTime(largeFiles))
         }
-        #expect(large <= 20 * max(small, 1_000_000), "\(kind): 2,000 lines \(small) ns, 20,000 lines \(large) ns")
+        #expect(large <= 25 * max(small, 1_000_000), "\(kind): 2,000 lines \(small) ns, 20,000 lines \(large) ns")
     }
 }
