@@ -186,6 +186,9 @@ func postfixAddress(_ raw: [UInt8]) -> (local: String, domain: String)? {
 /// reported, so that a long run can look past a known, reported one (never set in scripts/test).
 let ignoredBypassBytes = Set(getenv("FUZZ_IGNORE_BYPASS_WITH").map { Array(String(cString: $0).utf8) } ?? [])
 
+/// FUZZ_IGNORE_BYPASS_OVER=N: nor one by a recipient longer than N bytes.
+let ignoredBypassOver = getenv("FUZZ_IGNORE_BYPASS_OVER").flatMap { Int(String(cString: $0)) } ?? Int.max
+
 let rcptAddrModes: [Bool] =
     getenv("FUZZ_RCPT_ADDR").map { String(cString: $0) == "always" } == true ? [true] : [true, false]
 
@@ -244,7 +247,7 @@ func check(
         require(decision.copies.isEmpty && decision.rewrite == nil, "refused \(recipient.debugDescription) has edits")
     }
     if let domain, let guarded = guardedSection(domain), decision.verdict == .accept,
-        !recipient.utf8.contains(where: ignoredBypassBytes.contains)
+        !recipient.utf8.contains(where: ignoredBypassBytes.contains), recipient.utf8.count <= ignoredBypassOver
     {
         require(
             decision.section == guarded,
