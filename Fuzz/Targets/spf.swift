@@ -8,7 +8,9 @@
 /// Properties:
 ///   1. `parse` never traps; a record that parses is an SPF record (`v=spf1`), its domains are
 ///      host names, its prefix lengths within the family's bounds, at most one `redirect`, last;
-///      every `ip4`/`ip6` network prints as text that parses back to itself;
+///      every `ip4`/`ip6` network prints as text that parses back to itself; a record is never
+///      refused for an `ip4` term that is a dotted IPv4 network or an `ip6` term that is an IPv6
+///      network (an IPv4-mapped one included: RFC 4291 text is valid in `ip6`);
 ///   2. the walk ends, asks at most 1 + 10 TXT questions, 10 MX questions and 10 + 10 × 10
 ///      address questions (RFC 7208 §4.6.4), and returns distinct networks, each an `ip` term of a
 ///      record served or made from an address served;
@@ -67,7 +69,13 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 
     var allowed = Set<IPNetwork>()
     for text in texts {
-        guard let record = try? SPFRecord.parse(text) else { continue }
+        let record: SPFRecord
+        do {
+            record = try SPFRecord.parse(text)
+        } catch {
+            checkRefusal(error, text)
+            continue
+        }
         require(SPFRecord.isSPF(text), "\(text.debugDescription) parsed but is not an SPF record")
         checkTerms(record.terms, text)
         for case .ip(let network) in record.terms { allowed.insert(network) }
@@ -116,4 +124,17 @@ func checkTerms(_ terms: [SPFTerm], _ text: String) {
                 (0...32).contains(v4) && (0...128).contains(v6), "prefixes /\(v4)//\(v6) in \(text.debugDescription)")
         }
     }
+}
+
+/// A refusal that names an `ip4`/`ip6` term must name one that is not a network of its family.
+func checkRefusal(_ error: SPFError, _ text: String) {
+    guard error.description.hasPrefix("bad ip"), let open = error.description.firstIndex(of: "'") else { return }
+    let term = error.description[error.description.index(after: open)...].dropLast().lowercased()
+    guard let colon = term.firstIndex(of: ":") else { return }
+    let name = term[..<colon]
+    let argument = String(term[term.index(after: colon)...])
+    let ofItsFamily = (name == "ip6") == argument.contains(":")
+    require(
+        !(ofItsFamily && IPNetwork(argument) != nil),
+        "\(text.debugDescription) refused for its valid term \(term): \(error)")
 }

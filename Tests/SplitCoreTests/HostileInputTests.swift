@@ -118,4 +118,15 @@ struct Noise {
             }
         }
     }
+
+    /// Found by `scripts/fuzz spf` (Fuzz/regressions/spf/): an `ip6:` term written as an IPv4-mapped
+    /// address (valid RFC 4291 text) failed the whole record, so an `spf:` source that publishes one
+    /// never resolved and its guard answered 451 to every other client.
+    @Test func anIPv4MappedIP6TermIsKept() throws {
+        let record = try SPFRecord.parse("v=spf1 ip6:::ffff:192.0.2.0/120 ip6:::ffff:198.51.100.7 -all")
+        #expect(record.terms == [.ip(IPNetwork("192.0.2.0/24")!), .ip(IPNetwork("198.51.100.7/32")!)])
+        // The family still follows the mechanism: dotted text is no ip6 term, colons no ip4 term.
+        #expect(throws: SPFError.self) { try SPFRecord.parse("v=spf1 ip6:192.0.2.1 -all") }
+        #expect(throws: SPFError.self) { try SPFRecord.parse("v=spf1 ip4:::ffff:192.0.2.1 -all") }
+    }
 }

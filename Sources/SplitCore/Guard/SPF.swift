@@ -57,8 +57,9 @@ public struct SPFRecord: Sendable, Hashable {
             let (name, argument) = Self.split(lower)
             switch name {
             case "ip4", "ip6":
-                guard let argument, let network = IPNetwork(argument),
-                    (name == "ip4") == (network.address.isV4)
+                // The family is the text's: an IPv4-mapped ip6 term (`::ffff:192.0.2.0/120`) is
+                // valid RFC 4291 text, and IPNetwork keeps it as the IPv4 network it carries.
+                guard let argument, (name == "ip6") == argument.contains(":"), let network = IPNetwork(argument)
                 else { throw SPFError("bad \(name) term '\(term)'") }
                 if qualifier == "+" { terms.append(.ip(network)) }
             case "include":
