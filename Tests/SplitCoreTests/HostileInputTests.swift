@@ -84,9 +84,9 @@ struct Noise {
     /// Found by `scripts/fuzz recipient` (Fuzz/regressions/recipient/): a `(` that is not a comment
     /// (inside a quoted local part, or inside a source route, which Postfix cuts before it reads
     /// comments) makes the rough domain swallow the rest, and a backslash (a quoted pair, which
-    /// Postfix undoes) hides the domain: the recipient escapes its guard. So does any recipient longer
-    /// than 512 bytes. Postfix accepts these spellings and delivers to an address of the domain.
-    /// Known issues until RuleSet.decide reads them; remove the wrapper with the fix (it then fails).
+    /// Postfix undoes) hid the domain: the recipient escaped its guard. So did any recipient longer
+    /// than 512 bytes. Postfix accepts these spellings and delivers to an address of the domain, so
+    /// the guard must decide them.
     @Test func spellingsPostfixReadsAsTheDomainDoNotEscapeTheGuard() throws {
         let set = try rules(
             """
@@ -112,10 +112,8 @@ struct Noise {
         // Longer than 512 bytes: Postfix accepts it; splitmilter decides nothing, {rcpt_addr} or not.
         let long = String(repeating: "a", count: 600) + "@example.org"
         for (recipient, rcptAddr) in cases + [("<\(long)>", long), ("<\(long)>", nil)] {
-            withKnownIssue("issue 7: the rough domain is not the domain Postfix reads") {
-                let decision = set.decide(recipient: recipient, client: outside, resolved: { rcptAddr })
-                #expect(decision.verdict != .accept, "\(recipient), {rcpt_addr} \(rcptAddr ?? "not sent")")
-            }
+            let decision = set.decide(recipient: recipient, client: outside, resolved: { rcptAddr })
+            #expect(decision.verdict != .accept, "\(recipient), {rcpt_addr} \(rcptAddr ?? "not sent")")
         }
     }
 

@@ -30,18 +30,20 @@ public struct EnvelopeAddress: Sendable, Hashable, CustomStringConvertible {
     public let identity: String
 
     public init(localPart: String, domain: String) {
-        self.init(
-            localPart: localPart, domain: domain,
-            description: domain.isEmpty ? localPart : localPart + "@" + domain)
+        self.localPart = localPart
+        self.domain = domain
+        description = domain.isEmpty ? localPart : localPart + "@" + domain
+        identity = description.caseFolded
     }
 
     /// `description` must be `localPart@domain` (or the bare local part): the parser and the
-    /// templates build it in one buffer.
-    init(localPart: String, domain: String, description: String) {
+    /// templates build it in one buffer, and say whether it has a capital letter (they looked at
+    /// every byte already), so the identity needs no second look.
+    init(localPart: String, domain: String, description: String, hasCapitals: Bool) {
         self.localPart = localPart
         self.domain = domain
         self.description = description
-        identity = description.caseFolded
+        identity = hasCapitals ? description.lowercased() : description
     }
 
     public static func == (left: EnvelopeAddress, right: EnvelopeAddress) -> Bool {
@@ -109,8 +111,11 @@ public enum EnvelopeAddressParser {
         var quote = false
         var angle = false
         var lastAt: Int?
-        for index in body.indices {
+        // An index loop: `indices` of a slice is not specialised here and costs more than the scan.
+        var index = body.startIndex
+        while index < body.endIndex {
             let byte = body[index]
+            defer { index += 1 }
             if byte < 0x20 || byte == 0x7F {
                 control = true
             } else if byte == UInt8(ascii: "\"") {
@@ -130,7 +135,8 @@ public enum EnvelopeAddressParser {
                 return .failure(.unsafeLocalPart(problem))
             }
             let local = String(decoding: body, as: UTF8.self)
-            return .success(EnvelopeAddress(localPart: local, domain: "", description: local))
+            return .success(
+                EnvelopeAddress(localPart: local, domain: "", description: local, hasCapitals: hasCapital(body)))
         }
         let local = body[body.startIndex..<at]
         var domain = body[(at + 1)...]
@@ -143,7 +149,7 @@ public enum EnvelopeAddressParser {
         // Both parts are ASCII now (checked): the domain is lower-cased byte by byte, and the whole
         // address is written into one buffer.
         let domainText =
-            domain.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }
+            hasCapital(domain)
             ? String(unsafeUninitializedCapacity: domain.count) { buffer in
                 for (offset, byte) in domain.enumerated() { buffer[offset] = asciiLowercased(byte) }
                 return domain.count
@@ -158,8 +164,20 @@ public enum EnvelopeAddressParser {
         }
         return .success(
             EnvelopeAddress(
-                localPart: String(decoding: local, as: UTF8.self), domain: domainText, description: whole))
+                localPart: String(decoding: local, as: UTF8.self), domain: domainText, description: whole,
+                hasCapitals: hasCapital(local)))
     }
+}
+
+/// True when the bytes hold an ASCII capital letter.
+@inline(__always)
+func hasCapital(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> Bool {
+    var index = bytes.startIndex
+    while index < bytes.endIndex {
+        if bytes[index] >= UInt8(ascii: "A") && bytes[index] <= UInt8(ascii: "Z") { return true }
+        index += 1
+    }
+    return false
 }
 
 /// The byte lower-cased if it is an ASCII capital letter.

@@ -98,7 +98,9 @@ public struct MessagePlan: Sendable {
 
     public func edits(marker: CopyMarker?) -> Edits {
         var edits: [EnvelopeEdit] = []
+        edits.reserveCapacity(decisions.count * 2 + 1)
         var additions: [Addition] = []
+        additions.reserveCapacity(decisions.count)
         var skipped: [Skip] = []
         var deleted = FewStrings()
         // The recipients that stay, then every address added: nothing is added twice.
@@ -180,6 +182,7 @@ public struct MessagePlan: Sendable {
 struct FewStrings {
     static let scanLimit = 16
     private var few: [String] = []
+    private var lengths: [Int] = []
     private var many: Set<String>?
 
     /// Inserts `text`; false when it was already there.
@@ -187,12 +190,14 @@ struct FewStrings {
         if many != nil { return many!.insert(text).inserted }
         // Lengths first: most recipients differ in length, and that test needs no byte compared.
         let length = text.utf8.count
-        if few.contains(where: { $0.utf8.count == length && $0 == text }) { return false }
+        for index in few.indices where lengths[index] == length && few[index] == text { return false }
         if few.count < Self.scanLimit {
             few.append(text)
+            lengths.append(length)
         } else {
             many = Set(few + [text])
             few = []
+            lengths = []
         }
         return true
     }

@@ -229,24 +229,49 @@ extension RuleSet {
     /// `{rcpt_addr}` (Postfix's own reading: `zed%example.org@this-host` is `zed@example.org` to it),
     /// else the rough domain of the argument as the client wrote it.
     func unusableSection(_ recipient: String, resolved: () -> String?) -> DomainRules? {
-        if let resolved = resolved(), let domain = Self.roughDomain(of: resolved),
-            let rules = section(for: domain)
-        {
+        if let resolved = resolved(), let domain = Self.roughDomain(of: resolved), let rules = section(for: domain) {
             return rules
         }
         return Self.roughDomain(of: recipient).flatMap { section(for: $0) }
     }
 
-    /// The lower-cased text after the last `@` as Postfix would read it, for recipients too broken to
-    /// parse: blanks, angle brackets and comments in parentheses dropped, trailing dots ignored.
+    /// The longest argument read for its rough domain: libmilter's whole frame. Postfix's own line
+    /// limit (2,048 bytes by default) keeps real arguments far below.
+    static let maximumRoughLength = 65_536
+
+    /// The domain of a recipient too broken to parse, read the way Postfix's tokenizer reads an
+    /// address (docs/recipient-forms.md): a source route (`@a,@b:`) cut off, blanks and angle
+    /// brackets dropped (inside quotes too), comments in parentheses dropped (but not inside quotes), quotes dropped, a
+    /// backslash taking the next byte as it is; then the text after the last `@`, trailing dots
+    /// dropped, lower-cased. Never nil for an argument with an `@` and something after it.
     static func roughDomain(of raw: String) -> String? {
-        guard raw.utf8.count <= maximumAddressLength else { return nil }
+        var bytes = raw.utf8.prefix(maximumRoughLength)[...]
+        while let first = bytes.first,
+            first == UInt8(ascii: " ") || first == UInt8(ascii: "\t")
+                || first == UInt8(ascii: "<")
+        {
+            bytes = bytes.dropFirst()
+        }
+        if bytes.first == UInt8(ascii: "@"), let colon = bytes.firstIndex(of: UInt8(ascii: ":")) {
+            bytes = bytes[bytes.index(after: colon)...]
+        }
         var kept: [UInt8] = []
+        kept.reserveCapacity(bytes.count)
         var depth = 0
-        for byte in raw.utf8 {
+        var quoted = false
+        var escaped = false
+        for byte in bytes {
+            if escaped {
+                escaped = false
+                if depth == 0 { kept.append(asciiLowercased(byte)) }
+                continue
+            }
             switch byte {
-            case UInt8(ascii: "("): depth += 1
-            case UInt8(ascii: ")"): depth = max(0, depth - 1)
+            case UInt8(ascii: "\\"): escaped = true
+            case UInt8(ascii: "\""): if depth == 0 { quoted.toggle() }
+            case UInt8(ascii: "(") where !quoted: depth += 1
+            case UInt8(ascii: ")") where !quoted && depth > 0: depth -= 1
+            // Never part of a domain, quoted or not (an unclosed quote must not keep a '>').
             case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "<"), UInt8(ascii: ">"): continue
             default: if depth == 0 { kept.append(asciiLowercased(byte)) }
             }

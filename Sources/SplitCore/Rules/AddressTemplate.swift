@@ -28,7 +28,11 @@ public struct RecipientParts: Sendable, Hashable {
         let local = address.localPart
         // Delimiters are ASCII (the rule parser checks): a byte scan finds exactly the characters.
         let delimiterBytes = delimiters.utf8
-        if let cut = local.utf8.firstIndex(where: { delimiterBytes.contains($0) }), cut != local.startIndex {
+        let cut =
+            delimiterBytes.count == 1
+            ? local.utf8.firstIndex(of: delimiterBytes[delimiterBytes.startIndex])
+            : local.utf8.firstIndex(where: { delimiterBytes.contains($0) })
+        if let cut, cut != local.startIndex {
             self.init(
                 localPart: local,
                 base: String(local[..<cut]),
@@ -195,15 +199,17 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
         var localLength = 0
         for piece in localPieces { localLength += parts.text(of: piece).utf8.count }
         let domainLength = domain.utf8.count
+        var problem: String?
+        var capitals = false
         let whole = String(
             unsafeUninitializedCapacity: localLength + (domainLength > 0 ? 1 + domainLength : 0)
         ) { buffer in
             var end = 0
-            func append(_ text: String) {
-                var text = text
-                text.withUTF8 { end = buffer[end...].initialize(fromContentsOf: $0) }
-            }
+            func append(_ text: String) { end = buffer[end...].initialize(fromContentsOf: text.utf8) }
             for piece in localPieces { append(parts.text(of: piece)) }
+            let local = UnsafeBufferPointer(rebasing: buffer[..<end])[...]
+            problem = LocalPartCharacters.problem(in: local)
+            capitals = hasCapital(local)
             if domainLength > 0 {
                 buffer[end] = UInt8(ascii: "@")
                 end += 1
@@ -211,11 +217,11 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
             }
             return end
         }
-        let local = whole.utf8.prefix(localLength)
-        if let problem = LocalPartCharacters.problem(in: local) {
+        if let problem {
             return .failure(.unsafeLocalPart("\(problem) (after filling in '\(source)')"))
         }
-        let localPart = domainLength > 0 ? String(Substring(local)) : whole
-        return .success(EnvelopeAddress(localPart: localPart, domain: domain, description: whole))
+        let localPart = domainLength > 0 ? String(Substring(whole.utf8.prefix(localLength))) : whole
+        return .success(
+            EnvelopeAddress(localPart: localPart, domain: domain, description: whole, hasCapitals: capitals))
     }
 }
