@@ -24,27 +24,27 @@ enum Callbacks {
         d.xxfi_version = SMFI_VERSION
         d.xxfi_flags = Callbacks.flags
         d.xxfi_negotiate = { ctx, f0, f1, _, _, pf0, pf1, pf2, pf3 in
-            Callbacks.guarded(ctx, .negotiate) { ctx in
-                try Callbacks.negotiate(ctx, f0, f1, pf0, pf1, pf2, pf3)
+            Callbacks.guarded(ctx, .negotiate) { _, session in
+                Callbacks.negotiate(session, f0, f1, pf0, pf1, pf2, pf3)
             }
         }
         d.xxfi_connect = { ctx, hostName, address in
-            Callbacks.guarded(ctx, .connect) { ctx in
+            Callbacks.guarded(ctx, .connect) { _, session in
                 let endpoint = address.flatMap(Callbacks.ipAddress)
-                Callbacks.session(ctx).filter.connect(
+                session.filter.connect(
                     hostName: hostName.map { String(cString: $0) }, address: endpoint?.address, port: endpoint?.port)
                 return .proceed
             }
         }
         d.xxfi_envfrom = { ctx, _ in
-            Callbacks.guarded(ctx, .mail) { ctx in
-                Callbacks.session(ctx).filter.mail(authenticatedAs: Libmilter.macro(ctx, "{auth_authen}"))
+            Callbacks.guarded(ctx, .mail) { ctx, session in
+                session.filter.mail(authenticatedAs: Libmilter.macro(ctx, "{auth_authen}"))
                 return .proceed
             }
         }
         d.xxfi_envrcpt = { ctx, argv in
-            Callbacks.guarded(ctx, .rcpt) { ctx in
-                let filter = Callbacks.session(ctx).filter
+            Callbacks.guarded(ctx, .rcpt) { ctx, session in
+                let filter = session.filter
                 guard let argv, let first = argv[0] else { return filter.recipientWithoutAddress(actions: ctx) }
                 return try filter.recipient(
                     String(cString: first), parameters: argv[1] == nil ? [] : Callbacks.parameters(argv), actions: ctx)
@@ -52,12 +52,12 @@ enum Callbacks {
         }
         // DATA is answered even though nothing is decided there: an unanswered step leaves Postfix's
         // next small write waiting on a delayed ACK over TCP (docs/postfix-milter.md, "Delayed ACK").
-        d.xxfi_data = { ctx in Callbacks.guarded(ctx, .data) { _ in .proceed } }
+        d.xxfi_data = { ctx in Callbacks.guarded(ctx, .data) { _, _ in .proceed } }
         d.xxfi_header = { ctx, name, value in
-            Callbacks.guarded(ctx, .header) { ctx in
+            Callbacks.guarded(ctx, .header) { _, session in
                 if let name, let value {
                     // Bounded: a marker name is 20 bytes, anything longer is not it.
-                    Callbacks.session(ctx).filter.header(
+                    session.filter.header(
                         name: UnsafeRawBufferPointer(start: name, count: strnlen(name, 64)),
                         value: { String(cString: value) })
                 }
@@ -65,11 +65,11 @@ enum Callbacks {
             }
         }
         d.xxfi_eom = { ctx in
-            Callbacks.guarded(ctx, .eom) { ctx in try Callbacks.session(ctx).filter.endOfMessage(actions: ctx) }
+            Callbacks.guarded(ctx, .eom) { ctx, session in try session.filter.endOfMessage(actions: ctx) }
         }
         d.xxfi_abort = { ctx in
-            Callbacks.guarded(ctx, .abort) { ctx in
-                Callbacks.existingSession(ctx)?.filter.abort()
+            Callbacks.guarded(ctx, .abort) { _, session in
+                session.filter.abort()
                 return .proceed
             }
         }
@@ -89,21 +89,23 @@ enum Callbacks {
     /// Runs one callback body and turns its answer into libmilter's. A thrown error goes to the
     /// session (`FilterSession.failed`): TEMPFAIL, or, in a step negotiated as no-reply, remembered
     /// for end of message; such a step always answers NOREPLY.
-    static func guarded(_ ctx: OpaquePointer?, _ step: SessionStep, _ body: (MilterContext) throws -> StepAnswer)
-        -> Int32
-    {
+    static func guarded(
+        _ ctx: OpaquePointer?, _ step: SessionStep, _ body: (MilterContext, Session) throws -> StepAnswer
+    ) -> Int32 {
         guard let ctx else {
             runtime.logger.error("libmilter passed no context", metadata: ["stage": "\(step.rawValue)"])
             return SMFIS_TEMPFAIL
         }
         let context = MilterContext(pointer: ctx)
+        // Looked up once per callback (a header callback does little else).
+        let session = session(context)
         let flag = noReplyFlag(step)
-        let noReply = flag != 0 && (existingSession(context)?.noReplySteps ?? 0) & flag != 0
+        let noReply = flag != 0 && session.noReplySteps & flag != 0
         let answer: StepAnswer
         do {
-            answer = try body(context)
+            answer = try body(context, session)
         } catch {
-            answer = session(context).filter.failed(step, error, canAnswer: !noReply, actions: context)
+            answer = session.filter.failed(step, error, canAnswer: !noReply, actions: context)
         }
         if noReply { return SMFIS_NOREPLY }
         switch answer {
@@ -125,13 +127,11 @@ enum Callbacks {
         }
     }
 
-    static func existingSession(_ ctx: MilterContext) -> Session? {
-        Libmilter.getPrivate(ctx).map { Unmanaged<Session>.fromOpaque($0).takeUnretainedValue() }
-    }
-
     /// The connection's session, created with the current rules on first use.
     static func session(_ ctx: MilterContext) -> Session {
-        if let existing = existingSession(ctx) { return existing }
+        if let pointer = Libmilter.getPrivate(ctx) {
+            return Unmanaged<Session>.fromOpaque(pointer).takeUnretainedValue()
+        }
         let created = Session(runtime.snapshot)
         let pointer = Unmanaged.passRetained(created).toOpaque()
         do {
@@ -178,11 +178,10 @@ enum Callbacks {
     }
 
     static func negotiate(
-        _ ctx: MilterContext, _ offeredActions: UInt, _ offeredSteps: UInt,
+        _ session: Session, _ offeredActions: UInt, _ offeredSteps: UInt,
         _ pf0: UnsafeMutablePointer<UInt>?, _ pf1: UnsafeMutablePointer<UInt>?,
         _ pf2: UnsafeMutablePointer<UInt>?, _ pf3: UnsafeMutablePointer<UInt>?
     ) -> StepAnswer {
-        let session = session(ctx)
         let needs = Negotiation(
             rules: session.snapshot.rules, noReply: session.snapshot.settings.noReply, offeredSteps: offeredSteps)
         guard offeredActions & needs.actions == needs.actions else {
