@@ -13,7 +13,7 @@ final class Session {
     let snapshot: Snapshot
     let filter: FilterSession
     /// The SMFIP_NR_* steps negotiated: their callbacks must answer NOREPLY, whatever happens.
-    var noReplySteps: UInt = 0
+    @exclusivity(unchecked) var noReplySteps: UInt = 0
 
     init(_ snapshot: Snapshot) {
         self.snapshot = snapshot

@@ -61,12 +61,14 @@ public final class FilterSession {
     public let marker: CopyMarker
     let log: any SessionLog
 
-    public private(set) var plan = MessagePlan()
+    // Exclusivity is not checked at run time on this state: libmilter never runs two callbacks of
+    // one connection at once, and the checks cost more per message than the work they guard.
+    @exclusivity(unchecked) public private(set) var plan = MessagePlan()
     /// The client as xxfi_connect gave it (nil address and port for a non-IP client).
-    public private(set) var client = ClientContext.unknown
+    @exclusivity(unchecked) public private(set) var client = ClientContext.unknown
     /// Set when the plan could not hold every recipient, or a no-reply step failed: the message is
     /// then refused at end of message rather than delivered without its edits.
-    public private(set) var failure: String?
+    @exclusivity(unchecked) public private(set) var failure: String?
 
     public init(rules: RuleSet, providers: ProviderNetworks, marker: CopyMarker, log: any SessionLog) {
         self.rules = rules
