@@ -1,4 +1,7 @@
-/// libmilter's callbacks: stage events in, the core's decisions and edits out.
+/// libmilter's callbacks: a thin shell over the connection's `FilterSession` (SplitCore), which
+/// holds the message logic and is unit-tested without libmilter. The shell turns C arguments into
+/// Swift values, hands libmilter's context to the session as its `MilterActions`, and turns the
+/// session's answers into libmilter's, NOREPLY for the steps negotiated as such.
 ///
 /// Each callback is a C function pointer, so it captures nothing and reaches state through the
 /// session pointer and `runtime`. Nothing may escape a callback as a trap or an error: every
