@@ -148,19 +148,25 @@ public enum EnvelopeAddressParser {
         }
         // Both parts are ASCII now (checked): the domain is lower-cased byte by byte, and the whole
         // address is written into one buffer.
-        let domainText =
-            hasCapital(domain)
-            ? String(unsafeUninitializedCapacity: domain.count) { buffer in
+        // The whole address is the argument's own bytes when its domain is already lower-case (as
+        // nearly every one is); otherwise it is written anew with the domain lower-cased.
+        let whole: String
+        let domainText: String
+        if hasCapital(domain) {
+            domainText = String(unsafeUninitializedCapacity: domain.count) { buffer in
                 for (offset, byte) in domain.enumerated() { buffer[offset] = asciiLowercased(byte) }
                 return domain.count
-            } : String(decoding: domain, as: UTF8.self)
-        let whole = String(unsafeUninitializedCapacity: local.count + 1 + domain.count) { buffer in
-            var end = buffer.initialize(fromContentsOf: local)
-            buffer[end] = UInt8(ascii: "@")
-            end += 1
-            var domainText = domainText
-            domainText.withUTF8 { end = buffer[end...].initialize(fromContentsOf: $0) }
-            return end
+            }
+            whole = String(unsafeUninitializedCapacity: local.count + 1 + domain.count) { buffer in
+                var end = buffer.initialize(fromContentsOf: local)
+                buffer[end] = UInt8(ascii: "@")
+                end += 1
+                end = buffer[end...].initialize(fromContentsOf: domainText.utf8)
+                return end
+            }
+        } else {
+            domainText = String(decoding: domain, as: UTF8.self)
+            whole = String(decoding: body[local.startIndex..<domain.endIndex], as: UTF8.self)
         }
         return .success(
             EnvelopeAddress(
