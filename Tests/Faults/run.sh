@@ -277,7 +277,8 @@ reload_to() {
     RELOAD_OUT=$(log_since "$(daemon_log)" "$mark")
 }
 
-reload_done() { log_since "$(daemon_log)" "$1" | grep -qE 'reloaded .*live\.rules|keeping the previous rules'; }
+# (grep without -q: -q would stop reading at the match, and under pipefail the writer's SIGPIPE fails the check)
+reload_done() { log_since "$(daemon_log)" "$1" | grep -E 'reloaded .*live\.rules|keeping the previous rules' >/dev/null; }
 
 part_2() {
     local cycle file good=0 broken=0 summary report stop=$R/stop-2 bad_errors=0 line col
