@@ -151,8 +151,9 @@ func postfixAddress(_ raw: [UInt8]) -> (local: String, domain: String)? {
         index += 1
     }
     endAtom()
-    // Angle brackets left inside (a phrase, a second pair), a list or a group: not modelled.
-    let unsure = Array("<>,:;".utf8)
+    // Angle brackets left inside (a phrase, a second pair), a list, a group, a domain literal
+    // (`[…]`, which names no domain section): not modelled.
+    let unsure = Array("<>,:;[]".utf8)
     if tokens.contains(where: { if case .special(let byte) = $0 { unsure.contains(byte) } else { false } }) {
         return nil
     }
