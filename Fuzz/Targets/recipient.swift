@@ -80,13 +80,15 @@ let clients: [ClientContext] = [
     .localSubmission,
 ]
 
-/// The domain of a RCPT argument as Postfix's smtpd reads it in its default, non-strict mode
-/// (`extract_addr` in smtpd.c: one pair of enclosing angle brackets taken off, a source route
-/// `@a,@b:` cut, then tok822: comments dropped, quoted strings undone, white space around specials
-/// ignored), lower-cased, one trailing dot dropped. A conservative model: where it is unsure
+/// The domain of a RCPT argument as Postfix's smtpd reads it in its default, non-strict mode: a
+/// token smtpd's tokenizer accepts, then `extract_addr` in smtpd.c: one pair of enclosing angle
+/// brackets taken off, a source route `@a,@b:` cut, then tok822: comments dropped, quoted strings
+/// undone, a backslash taking the next byte, white space (CR and LF included) around specials
+/// ignored; lower-cased, one trailing dot dropped. A conservative model: where it is unsure
 /// (a phrase before `<`, a list, a group, white space between two atoms) it answers nil or keeps a
 /// blank, which no guarded domain contains, so it never claims a domain Postfix would not see.
 func postfixAddress(_ raw: [UInt8]) -> (local: String, domain: String)? {
+    guard isOneSMTPToken(raw) else { return nil }
     var text = raw[...]
     if text.first == UInt8(ascii: "<"), text.last == UInt8(ascii: ">"), text.count >= 2 {
         text = text.dropFirst().dropLast()
@@ -137,7 +139,7 @@ func postfixAddress(_ raw: [UInt8]) -> (local: String, domain: String)? {
                 index += 1
                 atom.append(text[index])
             }
-        case UInt8(ascii: " "), UInt8(ascii: "\t"):
+        case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n"):
             endAtom()
             tokens.append(.blank)
         default:
@@ -178,6 +180,49 @@ func postfixAddress(_ raw: [UInt8]) -> (local: String, domain: String)? {
     if domain.last == UInt8(ascii: ".") { domain.removeLast() }
     let lower = domain.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
     return (String(decoding: join(tokens[..<at]), as: UTF8.self), String(decoding: lower, as: UTF8.self))
+}
+
+/// Whether smtpd's command tokenizer (`smtp_next_token` in smtpd_token.c) can hand `raw` to the
+/// milter as one RCPT argument: no white space outside `<…>` and `"…"`, every `<` and `"` closed (a
+/// backslash escapes the next byte, a `"` nests inside `<…>`), else the token is an error and
+/// Postfix answers 501.
+func isOneSMTPToken(_ raw: [UInt8]) -> Bool {
+    let spaces: Set<UInt8> = [0x20, 0x09, 0x0A, 0x0B, 0x0C, 0x0D]
+    var index = 0
+    /// The index after the closing `last`, or nil when it is missing.
+    func quoted(_ last: UInt8) -> Int? {
+        var stack = [last]
+        while index < raw.count {
+            let byte = raw[index]
+            index += 1
+            if byte == UInt8(ascii: "\\") {
+                guard index < raw.count else { return nil }
+                index += 1
+            } else if byte == stack[stack.count - 1] {
+                if stack.count == 1 { return index }
+                stack.removeLast()
+            } else if byte == UInt8(ascii: "\"") {
+                stack.append(byte)
+            } else if byte == UInt8(ascii: "<"), stack[stack.count - 1] == UInt8(ascii: ">") {
+                stack.append(UInt8(ascii: ">"))
+            }
+        }
+        return nil
+    }
+    while index < raw.count {
+        let byte = raw[index]
+        index += 1
+        if spaces.contains(byte) { return false }
+        if byte == UInt8(ascii: "<") || byte == UInt8(ascii: "\"") {
+            guard quoted(byte == UInt8(ascii: "<") ? UInt8(ascii: ">") : byte) != nil else { return false }
+        } else if byte == UInt8(ascii: "\\") {
+            index += 1
+        } else if byte == UInt8(ascii: ":") {
+            let word = String(decoding: raw[..<index], as: UTF8.self).lowercased()
+            if word == "to:" || word == "from:" { return false }
+        }
+    }
+    return !raw.isEmpty
 }
 
 /// FUZZ_RCPT_ADDR=always: every recipient is decided with Postfix's `{rcpt_addr}` (its default

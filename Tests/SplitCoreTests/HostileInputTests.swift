@@ -106,7 +106,7 @@ struct Noise {
             ("<@a(b:zed@example.net>", nil),
             // A quoted pair in the domain: Postfix reads example.org; decided on {rcpt_addr} when sent.
             ("<zed@exa\\mple.org>", nil),
-            // A quote in the domain, which Postfix undoes.
+            // An unclosed quote: Postfix answers 501 itself (its tokenizer finds no closing '>').
             ("<zed@exa\"mple.org>", nil),
         ]
         // Longer than 512 bytes: Postfix accepts it; splitmilter decides nothing, {rcpt_addr} or not.
