@@ -18,12 +18,16 @@ import SplitCore
 let maximumArguments = 64
 
 enum Callbacks {
+    /// The filter's name for libmilter, kept for the life of the process (libmilter copies it, but a
+    /// string made per call would be a leak the sanitizers report).
+    nonisolated(unsafe) static let name = strdup("splitmilter")
+
     /// What the daemon may ask libmilter for; the negotiation narrows it per connection.
     static var flags: UInt { UInt(SMFIF_ADDRCPT_PAR | SMFIF_DELRCPT | SMFIF_ADDHDRS) }
 
     static func description() -> smfiDesc {
         var d = smfiDesc()
-        d.xxfi_name = strdup("splitmilter")
+        d.xxfi_name = Callbacks.name
         d.xxfi_version = SMFI_VERSION
         d.xxfi_flags = Callbacks.flags
         d.xxfi_negotiate = { ctx, f0, f1, _, _, pf0, pf1, pf2, pf3 in

@@ -496,9 +496,9 @@ scenario_e() {
     local p=${PORT[e]} id sqid rc
 
     # The daemon goes down (SIGTERM; libmilter needs up to ~5 s to notice).
-    milter_stop milter-e 6
+    milter_stop milter-e 10
     rc=$?
-    expect_eq "e the daemon exits on SIGTERM within 6 s" 0 "$rc"
+    expect_eq "e the daemon exits on SIGTERM within 10 s" 0 "$rc"
 
     # Direct submission: Postfix answers 4xx, nothing queued.
     id=$(msgid e0)

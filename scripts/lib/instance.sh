@@ -80,10 +80,12 @@ inst_spawn() {
     INST_PIDS[$name]=$!
 }
 
-# inst_kill NAME [GRACE]: SIGTERM, wait up to GRACE s (default 6), then SIGKILL. Reaps the child.
-# Returns 0 if it exited on SIGTERM, 2 if SIGKILL was needed.
+# inst_kill NAME [GRACE]: SIGTERM, wait up to GRACE s (default INST_GRACE, else 10), then SIGKILL.
+# Reaps the child. Returns 0 if it exited on SIGTERM, 2 if SIGKILL was needed. libmilter stops
+# about 5 s after SIGTERM (its listener polls every 5 s), more under a sanitizer or on a loaded
+# machine: the default leaves room for that.
 inst_kill() {
-    local name=$1 grace=${2:-6} pid=${INST_PIDS[$1]:-} rc=0
+    local name=$1 grace=${2:-${INST_GRACE:-10}} pid=${INST_PIDS[$1]:-} rc=0
     [[ -n $pid ]] || return 0
     if inst_alive "$pid"; then
         kill -TERM "$pid" 2>/dev/null
