@@ -573,7 +573,8 @@ scenario_f() {
 # daemon_log_since NAME OFFSET: what the daemon NAME logged after byte OFFSET of its log.
 daemon_log_since() { tail -c +"$((${2:-0} + 1))" "$(milter_log "$1")" 2>/dev/null; }
 daemon_log_mark() { stat -c %s "$(milter_log "$1")" 2>/dev/null || echo 0; }
-daemon_log_has() { daemon_log_since "$1" "$3" | grep -Eq -- "$2"; }
+# grep reads to the end (no -q): a writer cut off by SIGPIPE would fail the pipeline under pipefail.
+daemon_log_has() { daemon_log_since "$1" "$3" | grep -E -- "$2" >/dev/null; }
 # wait_daemon_log NAME ERE TIMEOUT OFFSET: wait for a line matching ERE in NAME's log after OFFSET.
 wait_daemon_log() {
     inst_wait "$3" "/$2/ in the log of $1" daemon_log_has "$1" "$2" "$4"

@@ -441,7 +441,8 @@ pf_clear_queue() { postsuper -c "$1/pf" -d ALL >/dev/null 2>&1; }
 pf_log_mark() { stat -c %s "$1/maillog" 2>/dev/null || echo 0; }
 # pf_log_since DIR OFFSET
 pf_log_since() { tail -c +"$((${2:-0} + 1))" "$1/maillog" 2>/dev/null; }
-pf_log_has() { pf_log_since "$1" "$3" | grep -Eq -- "$2"; }
+# grep reads to the end (no -q): a writer cut off by SIGPIPE would fail the pipeline under pipefail.
+pf_log_has() { pf_log_since "$1" "$3" | grep -E -- "$2" >/dev/null; }
 # pf_wait_log DIR ERE [TIMEOUT] [OFFSET]: wait for a maillog line matching ERE after OFFSET.
 pf_wait_log() {
     inst_wait "${3:-15}" "maillog line /$2/ in $1/maillog" pf_log_has "$1" "$2" "${4:-0}"
