@@ -6,6 +6,8 @@
 ///     Swift will not pass a `String` as `UnsafeMutablePointer<CChar>`. Each `cmilter_*` wrapper below
 ///     takes `const char *` and casts. They can go once libmilter's header says `const`.
 ///   - `smfi_setmlreply` is variadic, and Swift refuses variadic C functions.
+/// And one from glibc that Swift's Glibc module leaves out (`<malloc.h>`): `malloc_trim`, for the
+/// daemon's retirement of replaced rules (SplitDaemon's `RuleRetirement`).
 #ifndef CMILTERSHIM_H
 #define CMILTERSHIM_H
 
@@ -14,6 +16,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 #include <libmilter/mfapi.h>
+#include <malloc.h>
 
 /// smfi_addrcpt_par(ctx, rcpt, args) with const strings (libmilter copies both before returning).
 int cmilter_addrcpt_par(SMFICTX *ctx, const char *rcpt, const char *args);

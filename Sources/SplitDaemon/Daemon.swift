@@ -73,17 +73,9 @@ public enum Daemon {
             logger.critical("\(error)")
             return 1
         }
-        let loaded = RuleLoader.load(options.rulesPath)
-        for diagnostic in loaded.diagnostics { logger.log(level: level(diagnostic), "\(diagnostic)") }
-        guard let rules = loaded.ruleSet else {
-            logger.critical("\(loaded.errors.count) error(s) in \(options.rulesPath); not starting")
-            return 1
-        }
-        runtime.configure(
-            settings: DaemonSettings(
-                rulesPath: options.rulesPath, marker: CopyMarker(instance: options.instance),
-                noReply: options.noReply.enabled(for: options.socket)),
-            rules: rules, logger: logger)
+        // The rules go straight into the runtime: this function keeps only their summary, so a
+        // reload's retirement of them finds no copy left here (see `reload`).
+        guard let (summary, resolvesSPF) = configure(options, logger: logger) else { return 1 }
         let refresher = ProviderRefresher(
             dns: options.dnsServer ?? ResolverDNS(), interval: options.spfRefresh, cachePath: options.spfCache)
         do {
@@ -124,10 +116,9 @@ public enum Daemon {
             refresher.refresh()
             notifier.ready(status: status)
         }
-        if !rules.spfDomains.isEmpty { refresher.runSchedule() }
+        if resolvesSPF { refresher.runSchedule() }
         let noReply = options.noReply.enabled(for: options.socket) ? "; no-reply steps on" : ""
         let user = account.map { " as user \($0.name)" } ?? ""
-        let summary = RuleReport.summary(rules)
         logger.info(
             "listening on \(options.socket)\(user) with \(summary); SIGUSR1 reloads \(options.rulesPath)\(noReply)")
         // The socket listens: a connection made from now on is queued and served.
@@ -143,7 +134,26 @@ public enum Daemon {
         return 0
     }
 
+    /// Loads the rule file and puts the rules and settings into `runtime`; nil (logged) on errors.
+    /// Returns the rules' summary and whether they name `spf:` sources.
+    static func configure(_ options: DaemonOptions, logger: Logger) -> (summary: String, resolvesSPF: Bool)? {
+        let loaded = RuleLoader.load(options.rulesPath)
+        for diagnostic in loaded.diagnostics { logger.log(level: level(diagnostic), "\(diagnostic)") }
+        guard let rules = loaded.ruleSet else {
+            logger.critical("\(loaded.errors.count) error(s) in \(options.rulesPath); not starting")
+            return nil
+        }
+        runtime.configure(
+            settings: DaemonSettings(
+                rulesPath: options.rulesPath, marker: CopyMarker(instance: options.instance),
+                noReply: options.noReply.enabled(for: options.socket)),
+            rules: rules, logger: logger)
+        return (RuleReport.summary(rules), !rules.spfDomains.isEmpty)
+    }
+
     /// Re-reads the rule file; on any error the old rules stay in force. Returns a status line.
+    /// Runs on the reload thread, which `DaemonSignals` starts at low priority: a million-line file
+    /// takes a second of CPU to read, and messages come first.
     static func reload() -> String {
         let logger = runtime.logger
         let path = runtime.settings.rulesPath
@@ -153,8 +163,8 @@ public enum Daemon {
             logger.error("reload of \(path) failed with \(loaded.errors.count) error(s); keeping the previous rules")
             return "reload failed with \(loaded.errors.count) error(s); previous rules in force"
         }
-        runtime.replaceRules(rules)
         let summary = RuleReport.summary(rules)
+        RuleRetirement.retire(runtime.replaceRules(rules), logger: logger)
         logger.info("reloaded \(path): \(summary)")
         return "rules: \(summary)"
     }

@@ -57,7 +57,14 @@ final class DaemonRuntime: Sendable {
     var settings: DaemonSettings { state.withLock { $0.settings } }
     var logger: Logger { state.withLock { $0.logger } }
 
-    func replaceRules(_ rules: RuleSet) { state.withLock { $0.rules = rules } }
+    /// Puts `rules` in force for new connections and returns the rules they replace, unreleased:
+    /// the caller retires them (`RuleRetirement`), so a million rules are never freed inside this
+    /// lock, where every new connection would wait for it.
+    func replaceRules(_ rules: RuleSet) -> RuleSet {
+        var rules = rules
+        state.withLock { swap(&$0.rules, &rules) }
+        return rules
+    }
 
     /// The networks of `spf:` sources as last resolved; replaced whole by the refresher.
     func replaceProviders(_ networks: ProviderNetworks) { state.withLock { $0.providers = networks } }

@@ -131,8 +131,8 @@ struct Noise {
     /// Found by `scripts/fuzz recipient` (Fuzz/regressions/recipient/guard-bypass-cr-without-rcpt-addr):
     /// a bare CR inside the brackets reaches the milter (smtpd's tokenizer keeps it inside `<…>`),
     /// and Postfix's RFC 822 tokenizer drops it as it drops blanks and tabs: Postfix delivers to
-    /// zed@example.org. Without {rcpt_addr} splitmilter finds no section. A known issue until
-    /// RuleSet.decide drops CR (and LF) too; remove the wrapper with the fix (it then fails).
+    /// zed@example.org. Without {rcpt_addr} splitmilter found no section; RuleSet.decide now drops CR
+    /// (and the other control characters) as it drops a blank.
     @Test func aBareCarriageReturnDoesNotEscapeTheGuard() throws {
         let set = try rules(
             """
@@ -143,10 +143,8 @@ struct Noise {
             """)
         let outside = ClientContext(address: IPAddress("198.51.100.7"), port: 4000, authenticatedAs: nil)
         for recipient in ["<zed@example.org\r>", "<zed@example.\rorg>", "<zed@example.net\r>"] {
-            withKnownIssue("issue 7: a bare CR is not dropped like a blank") {
-                let decision = set.decide(recipient: recipient, client: outside, resolved: { nil })
-                #expect(decision.verdict != .accept, "\(recipient.debugDescription)")
-            }
+            let decision = set.decide(recipient: recipient, client: outside, resolved: { nil })
+            #expect(decision.verdict != .accept, "\(recipient.debugDescription)")
         }
     }
 }

@@ -240,7 +240,7 @@ extension RuleSet {
     static let maximumRoughLength = 65_536
 
     /// The domain of a recipient too broken to parse, read the way Postfix's tokenizer reads an
-    /// address (docs/recipient-forms.md): a source route (`@a,@b:`) cut off, blanks and angle
+    /// address (docs/recipient-forms.md): a source route (`@a,@b:`) cut off, blanks, control characters and angle
     /// brackets dropped (inside quotes too), comments in parentheses dropped (but not inside quotes), quotes dropped, a
     /// backslash taking the next byte as it is; then the text after the last `@`, trailing dots
     /// dropped, lower-cased. Never nil for an argument with an `@` and something after it.
@@ -271,8 +271,9 @@ extension RuleSet {
             case UInt8(ascii: "\""): if depth == 0 { quoted.toggle() }
             case UInt8(ascii: "(") where !quoted: depth += 1
             case UInt8(ascii: ")") where !quoted && depth > 0: depth -= 1
-            // Never part of a domain, quoted or not (an unclosed quote must not keep a '>').
-            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "<"), UInt8(ascii: ">"): continue
+            // Never part of a domain, quoted or not (an unclosed quote must not keep a '>'); a bare CR
+            // and the other control characters are white space to Postfix's tokenizer, as a blank is.
+            case 0...0x20, 0x7F, UInt8(ascii: "<"), UInt8(ascii: ">"): continue
             default: if depth == 0 { kept.append(asciiLowercased(byte)) }
             }
         }

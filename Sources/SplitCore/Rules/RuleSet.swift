@@ -301,15 +301,31 @@ public struct DomainRules: Sendable, Hashable {
 }
 
 public struct RuleSet: Sendable {
+    /// The sections, in one object shared by every copy of this rule set: whoever lets go of the
+    /// last copy frees every rule, and `isOnlyCopy` tells the daemon when that is its own (it
+    /// frees a million rules on a thread of its own, not on a connection's).
+    final class Tables: Sendable {
+        let exact: [String: DomainRules]
+        let subdomains: [String: DomainRules]
+        let domains: [DomainRules]
+
+        init(exact: [String: DomainRules], subdomains: [String: DomainRules], domains: [DomainRules]) {
+            self.exact = exact
+            self.subdomains = subdomains
+            self.domains = domains
+        }
+    }
+
+    private var tables: Tables
     /// Sections by exact domain (lower-case).
-    let exact: [String: DomainRules]
+    var exact: [String: DomainRules] { tables.exact }
     /// Sections by parent domain for `*.parent` names (lower-case, without `*.`).
-    let subdomains: [String: DomainRules]
+    var subdomains: [String: DomainRules] { tables.subdomains }
+    /// The distinct sections, in file order.
+    public var domains: [DomainRules] { tables.domains }
     /// Every file read to build this set (rule files and list files), in reading order.
     public let files: [String]
     public let trust: TrustPolicy
-    /// The distinct sections, in file order.
-    public let domains: [DomainRules]
     /// True when some rule adds copies: the daemon then needs SMFIF_ADDRCPT_PAR and the marker header.
     public let makesCopies: Bool
     /// True when some rule rewrites recipients: the daemon then needs SMFIF_DELRCPT.
@@ -319,6 +335,10 @@ public struct RuleSet: Sendable {
     /// Every domain named in an `spf:` source, for the daemon to resolve and refresh.
     public let spfDomains: [String]
 
+    /// True when no other copy of this rule set exists anywhere in the process: dropping this one
+    /// then frees every rule. (Asked of a set no one can take a new copy of, the answer stays true.)
+    public mutating func isOnlyCopy() -> Bool { isKnownUniquelyReferenced(&tables) }
+
     public static let empty = RuleSet(exact: [:], subdomains: [:], sections: [], files: [], trust: .default)
 
     /// The summary properties are computed here once: the daemon reads them per connection.
@@ -327,15 +347,13 @@ public struct RuleSet: Sendable {
         exact: [String: DomainRules], subdomains: [String: DomainRules], sections: [DomainRules], files: [String],
         trust: TrustPolicy
     ) {
-        self.exact = exact
-        self.subdomains = subdomains
         self.files = files
         self.trust = trust
         var domains = sections
         if !zip(domains, domains.dropFirst()).allSatisfy({ !($1.location < $0.location) }) {
             domains.sort { $0.location < $1.location }
         }
-        self.domains = domains
+        tables = Tables(exact: exact, subdomains: subdomains, domains: domains)
         // One pass over every user rule (a million-line file has a million): flags, counts, lists.
         var makesCopies = false
         var rewrites = false
