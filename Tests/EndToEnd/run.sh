@@ -1029,6 +1029,14 @@ scenario_k() {
     done
     expect_match "k1b RCPT TO:<alice@users.example >: 250" '^250 ' \
         "$(raw_rcpt "$p" 127.0.0.2 '<alice@users.example >')"
+    # k1c: a bare CR inside the brackets reaches the milter (Postfix's tokenizer drops it as a blank):
+    # refused like the plain address, and logged with the CR escaped, on one line that cannot be forged.
+    expect_match "k1c RCPT TO:<mallory@users.example<CR>>: 550 5.1.1" '^550 5\.1\.1 ' \
+        "$(raw_rcpt "$p" 127.0.0.2 $'<mallory@users.example\r>')"
+    log=$(daemon_log_since milter-k "$mark")
+    expect_contains "k1c the daemon logged the refusal with the CR escaped" \
+        'reject: rcpt=<mallory@users.example\x0D> 550 5.1.1' "$log"
+    expect_no_match "k1c no raw CR in the daemon's log" $'\r' "$log"
 
     # k2 (control; proves the checks above can see backscatter): the same recipient through a
     # listener without the milter is accepted by Postfix (the users.example catch-all) and then

@@ -304,6 +304,12 @@ reloads() {
     fi
     send_smtp "$LOCAL_USER@example.org"
     expect_delivery "after the good reload (new rules)" 0
+    # Rules without spf: sources write no spf cache, so the reloads leave no word about one.
+    if grep -q 'spf cache' "$INST_ROOT/logs/daemon.log"; then
+        fail "no spf cache line without spf: rules" "$(grep 'spf cache' "$INST_ROOT/logs/daemon.log")"
+    else
+        pass "no spf cache line without spf: rules"
+    fi
 }
 
 upgrade_keeps_conffile() {
