@@ -304,11 +304,17 @@ reloads() {
     fi
     send_smtp "$LOCAL_USER@example.org"
     expect_delivery "after the good reload (new rules)" 0
-    # Rules without spf: sources write no spf cache, so the reloads leave no word about one.
+    # Rules without spf: sources write no spf cache (each reload wrote one, or warned that it could
+    # not), so the reloads leave neither a file nor a word about one.
     if grep -q 'spf cache' "$INST_ROOT/logs/daemon.log"; then
         fail "no spf cache line without spf: rules" "$(grep 'spf cache' "$INST_ROOT/logs/daemon.log")"
     else
         pass "no spf cache line without spf: rules"
+    fi
+    if [[ -e /var/lib/splitmilter/spf.cache ]]; then
+        fail "no spf cache file without spf: rules" "$(ls -l /var/lib/splitmilter/spf.cache)"
+    else
+        pass "no spf cache file without spf: rules"
     fi
 }
 
