@@ -53,16 +53,20 @@ struct ManyRecipientsTests {
         #expect(usage.status == 2, "\(usage.output)\(usage.errors)")
     }
 
-    /// The whole list in To: was 200 KB here: libmilter dropped the connection at that header.
-    @Test func eightThousandRecipientsGoThroughTheDaemon() async throws {
+    /// `milter-test send --json` with `arguments` through a daemon on the example rules.
+    static func sendThroughTheDaemon(_ arguments: [String]) async throws -> (Finished, RunningMilter) {
         let daemon = try await RunningMilter.splitmilter(
             rules: "examples/splitmilter.rules", in: Paths.repository, instance: "bench.example",
             extra: ["--log-level", "warning"])
         let send = try await daemon.run { daemon in
-            try await Processes.run(
-                try Paths.binary("milter-test"),
-                ["send", daemon.socket, "--json"] + ManyRecipientsTests.recipients(8_000))
+            try await Processes.run(try Paths.binary("milter-test"), ["send", daemon.socket, "--json"] + arguments)
         }
+        return (send, daemon)
+    }
+
+    /// The whole list in To: was 200 KB here: libmilter dropped the connection at that header.
+    @Test func eightThousandRecipientsGoThroughTheDaemon() async throws {
+        let (send, daemon) = try await ManyRecipientsTests.sendThroughTheDaemon(ManyRecipientsTests.recipients(8_000))
         #expect(send.status == 0, "send exited \(send.status): \(send.errors)\ndaemon log:\n\(daemon.log)")
         let transcript = try SendJSON.object(send.output)
         #expect(transcript["verdict"] as? String == "accept")
@@ -77,14 +81,8 @@ struct ManyRecipientsTests {
     /// 452 4.5.3 at RCPT and the message goes on with the others' copies (it was tempfailed whole,
     /// on every retry, while RCPT was negotiated as no-reply).
     @Test func theRecipientPastTheLimitGets452AndTheMessageItsCopies() async throws {
-        let daemon = try await RunningMilter.splitmilter(
-            rules: "examples/splitmilter.rules", in: Paths.repository, instance: "bench.example",
-            extra: ["--log-level", "warning"])
-        let send = try await daemon.run { daemon in
-            try await Processes.run(
-                try Paths.binary("milter-test"),
-                ["send", daemon.socket, "--json"] + ManyRecipientsTests.recipients(10_001, domain: "example.org"))
-        }
+        let (send, daemon) = try await ManyRecipientsTests.sendThroughTheDaemon(
+            ManyRecipientsTests.recipients(10_001, domain: "example.org"))
         #expect(send.status == 0, "send exited \(send.status): \(send.errors)\ndaemon log:\n\(daemon.log)")
         let transcript = try SendJSON.object(send.output)
         let answers = SendJSON.recipientAnswers(transcript)

@@ -81,13 +81,8 @@ struct Noise {
         }
     }
 
-    /// Found by `scripts/fuzz recipient` (Fuzz/regressions/recipient/): a `(` that is not a comment
-    /// (inside a quoted local part, or inside a source route, which Postfix cuts before it reads
-    /// comments) makes the rough domain swallow the rest, and a backslash (a quoted pair, which
-    /// Postfix undoes) hid the domain: the recipient escaped its guard. So did any recipient longer
-    /// than 512 bytes. Postfix accepts these spellings and delivers to an address of the domain, so
-    /// the guard must decide them.
-    @Test func spellingsPostfixReadsAsTheDomainDoNotEscapeTheGuard() throws {
+    /// example.org guarded by `known`, example.net by `allow-clients`, and a client outside it.
+    static func guardedDomains() throws -> (RuleSet, ClientContext) {
         let set = try rules(
             """
             domain example.org
@@ -95,7 +90,17 @@ struct Noise {
             domain example.net
                 allow-clients 192.0.2.0/24
             """)
-        let outside = ClientContext(address: IPAddress("198.51.100.7"), port: 4000, authenticatedAs: nil)
+        return (set, ClientContext(address: IPAddress("198.51.100.7"), port: 4000, authenticatedAs: nil))
+    }
+
+    /// Found by `scripts/fuzz recipient` (Fuzz/regressions/recipient/): a `(` that is not a comment
+    /// (inside a quoted local part, or inside a source route, which Postfix cuts before it reads
+    /// comments) makes the rough domain swallow the rest, and a backslash (a quoted pair, which
+    /// Postfix undoes) hid the domain: the recipient escaped its guard. So did any recipient longer
+    /// than 512 bytes. Postfix accepts these spellings and delivers to an address of the domain, so
+    /// the guard must decide them.
+    @Test func spellingsPostfixReadsAsTheDomainDoNotEscapeTheGuard() throws {
+        let (set, outside) = try Self.guardedDomains()
         // Quoted: with Postfix's {rcpt_addr} (its internal, unquoted form) and without it.
         let cases: [(recipient: String, rcptAddr: String?)] = [
             ("<\"(x\"@example.org>", "(x@example.org"),
@@ -134,14 +139,7 @@ struct Noise {
     /// zed@example.org. Without {rcpt_addr} splitmilter found no section; RuleSet.decide now drops CR
     /// (and the other control characters) as it drops a blank.
     @Test func aBareCarriageReturnDoesNotEscapeTheGuard() throws {
-        let set = try rules(
-            """
-            domain example.org
-                known alice
-            domain example.net
-                allow-clients 192.0.2.0/24
-            """)
-        let outside = ClientContext(address: IPAddress("198.51.100.7"), port: 4000, authenticatedAs: nil)
+        let (set, outside) = try Self.guardedDomains()
         for recipient in ["<zed@example.org\r>", "<zed@example.\rorg>", "<zed@example.net\r>"] {
             let decision = set.decide(recipient: recipient, client: outside, resolved: { nil })
             #expect(decision.verdict != .accept, "\(recipient.debugDescription)")
