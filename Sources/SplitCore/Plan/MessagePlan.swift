@@ -187,7 +187,7 @@ struct FewStrings {
 
     /// Inserts `text`; false when it was already there.
     mutating func insert(_ text: String) -> Bool {
-        if many != nil { return many!.insert(text).inserted }
+        if let inserted = many?.insert(text).inserted { return inserted }
         // Lengths first: most recipients differ in length, and that test needs no byte compared.
         let length = text.utf8.count
         for index in few.indices where lengths[index] == length && few[index] == text { return false }
