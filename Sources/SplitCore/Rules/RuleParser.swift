@@ -378,13 +378,14 @@ struct ParserState {
                     trustAuthenticated = line.word(value, is: "yes")
                     trustAuthenticatedLocation = line.at
                 case .copy, .rewrite, .only, .except, .user, .known, .allowClients, .allowAny, .rejectText:
-                    guard section != nil else {
+                    // Taken out while edited: a copy left in `section` would share the section's
+                    // tables, and the first edit would copy them whole, once per line (quadratic).
+                    guard var current = section.take() else {
                         error("'\(line.text(keyword))' must be inside a 'domain' section", line.at)
                         continue
                     }
-                    // Edited in place: a copy would share the section's tables, and the first edit
-                    // would copy them whole, once per line (quadratic in `user` lines).
-                    parseSectionLine(directive, line, into: &section!)
+                    parseSectionLine(directive, line, into: &current)
+                    section = current
                 }
             }
         }
