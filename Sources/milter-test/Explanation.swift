@@ -18,8 +18,8 @@ struct Explanation {
     static func describe(_ verdict: Verdict) -> String {
         switch verdict {
         case .accept: "accept"
-        case .reject(let reply, let because): "reject \(reply) (\(because))"
-        case .tempfail(let reply, let because): "tempfail \(reply) (\(because))"
+        case .reject(let reply, let because, _): "reject \(reply) (\(because))"
+        case .tempfail(let reply, let because, _): "tempfail \(reply) (\(because))"
         }
     }
 

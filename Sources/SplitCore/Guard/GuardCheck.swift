@@ -24,7 +24,7 @@ struct GuardCheck {
         switch checked.verdict {
         case .accept:
             return (checked.verdict, checked.note, false)
-        case .reject(let reply, let because), .tempfail(let reply, let because):
+        case .reject(let reply, let because, _), .tempfail(let reply, let because, _):
             let note =
                 "guard not applied: local submission (sendmail), Postfix cannot refuse it here;"
                 + " otherwise \(reply.code) \(reply.enhanced) (\(because))"
@@ -47,7 +47,10 @@ struct GuardCheck {
             guard named || listed || rewrittenToKnown else {
                 let reply = SMTPReply(
                     code: "550", enhanced: "5.1.1", text: "\(recipient): Recipient address rejected: User unknown")
-                return (.reject(reply, because: "not a known user (\(reference.location.fileAndLine))"), note)
+                return (
+                    .reject(reply, because: "not a known user (\(reference.location.fileAndLine))", by: .unknownUser),
+                    note
+                )
             }
         }
         return (.accept, note)
@@ -84,12 +87,13 @@ struct GuardCheck {
                 text: "\(recipient): allowed senders for this domain are not known yet; try again later")
             let because =
                 "client \(address) not allowed, and spf:\(domains.joined(separator: ",")) has no list yet (\(rule))"
-            return .failure(Refusal(verdict: .tempfail(reply, because: because)))
+            return .failure(Refusal(verdict: .tempfail(reply, because: because, by: .providerUnknown)))
         }
     }
 
     func refuse(_ because: String) -> Refusal {
         let text = rules.guards.rejectText ?? "\(recipient): Recipient address rejected: not accepted from this client"
-        return Refusal(verdict: .reject(SMTPReply(code: "550", enhanced: "5.7.1", text: text), because: because))
+        return Refusal(
+            verdict: .reject(SMTPReply(code: "550", enhanced: "5.7.1", text: text), because: because, by: .client))
     }
 }

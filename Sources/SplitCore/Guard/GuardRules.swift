@@ -130,11 +130,30 @@ public struct SMTPReply: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(code) \(enhanced) \(text)" }
 }
 
+/// The guard that refused a recipient: what the metrics count it as, and what a log line names.
+public enum GuardKind: Sendable, Hashable {
+    /// `allow-clients`: the client is not in the list (550 5.7.1).
+    case client
+    /// `known`: the user is not listed (550 5.1.1).
+    case unknownUser
+    /// `allow-clients` with an `spf:` source that has no list yet (451 4.7.1).
+    case providerUnknown
+
+    /// The outcome a refusal by this guard is counted as.
+    public var outcome: RecipientOutcome {
+        switch self {
+        case .client: .refusedClient
+        case .unknownUser: .refusedUnknownUser
+        case .providerUnknown: .refusedProviderUnknown
+        }
+    }
+}
+
 /// The RCPT answer for one recipient.
 public enum Verdict: Sendable, Hashable {
     case accept
-    case reject(SMTPReply, because: String)
-    case tempfail(SMTPReply, because: String)
+    case reject(SMTPReply, because: String, by: GuardKind)
+    case tempfail(SMTPReply, because: String, by: GuardKind)
 }
 
 /// The cache file of resolved `spf:` sources: one line per domain, `DOMAIN NETWORK…`, `#` comments.

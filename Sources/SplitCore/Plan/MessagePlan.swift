@@ -75,19 +75,24 @@ public struct MessagePlan: Sendable {
         return true
     }
 
-    /// What one planned addition is for, for logs and `explain`.
+    /// What one planned addition is for, for logs, counters and `explain`.
     public struct Addition: Sendable, Hashable {
         public enum Kind: String, Sendable { case copy, rewrite }
         public let kind: Kind
         public let target: PlannedTarget
-        public let forRecipient: String
+        /// The recipient's decision: its argument as sent, its section.
+        public let decision: RecipientDecision
+
+        public var forRecipient: String { decision.recipient }
     }
 
     /// An addition that was planned but not sent, and why.
     public struct Skip: Sendable, Hashable {
         public let target: PlannedTarget
-        public let forRecipient: String
+        public let decision: RecipientDecision
         public let reason: String
+
+        public var forRecipient: String { decision.recipient }
     }
 
     public struct Edits: Sendable {
@@ -118,10 +123,10 @@ public struct MessagePlan: Sendable {
             if present.insert(target.address.identity) {
                 edits.append(
                     .addRecipient(target.address.description, parameters: rewriteParameters(decision)))
-                additions.append(Addition(kind: .rewrite, target: target, forRecipient: decision.recipient))
+                additions.append(Addition(kind: .rewrite, target: target, decision: decision))
             } else {
                 skipped.append(
-                    Skip(target: target, forRecipient: decision.recipient, reason: "already a recipient")
+                    Skip(target: target, decision: decision, reason: "already a recipient")
                 )
             }
         }
@@ -131,18 +136,18 @@ public struct MessagePlan: Sendable {
                 if carriesMarker {
                     skipped.append(
                         Skip(
-                            target: target, forRecipient: decision.recipient,
+                            target: target, decision: decision,
                             reason: "message was already copied here")
                     )
                 } else if present.insert(target.address.identity) {
                     edits.append(
                         .addRecipient(target.address.description, parameters: copyParameters(decision)))
-                    additions.append(Addition(kind: .copy, target: target, forRecipient: decision.recipient))
+                    additions.append(Addition(kind: .copy, target: target, decision: decision))
                     copies += 1
                 } else {
                     skipped.append(
                         Skip(
-                            target: target, forRecipient: decision.recipient,
+                            target: target, decision: decision,
                             reason: "already a recipient or copy")
                     )
                 }

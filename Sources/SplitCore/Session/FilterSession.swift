@@ -10,6 +10,8 @@
 ///   remembered and the message is refused with a temporary error at end of message: never a
 ///   message delivered without its edits.
 /// - Every value from the client that reaches a log line is escaped by the log handler, not here.
+/// - The counters add up to what Postfix did: a refusal is counted when it is answered, a copy or
+///   a rewrite only once end of message has sent its edit (`SessionCounters`).
 
 /// What a session asks of the MTA side: libmilter's context in the daemon, valid only inside the
 /// callback that was handed it; a fake in the tests.
@@ -60,6 +62,7 @@ public final class FilterSession {
     public let providers: ProviderNetworks
     public let marker: CopyMarker
     let log: any SessionLog
+    let counters: any SessionCounters
 
     // Exclusivity is not checked at run time on this state: libmilter never runs two callbacks of
     // one connection at once, and the checks cost more per message than the work they guard.
@@ -70,11 +73,15 @@ public final class FilterSession {
     /// then refused at end of message rather than delivered without its edits.
     @exclusivity(unchecked) public private(set) var failure: String?
 
-    public init(rules: RuleSet, providers: ProviderNetworks, marker: CopyMarker, log: any SessionLog) {
+    public init(
+        rules: RuleSet, providers: ProviderNetworks, marker: CopyMarker, log: any SessionLog,
+        counters: any SessionCounters = NoCounters()
+    ) {
         self.rules = rules
         self.providers = providers
         self.marker = marker
         self.log = log
+        self.counters = counters
     }
 
     public func connect(hostName: String?, address: IPAddress?, port: UInt16?) {
@@ -90,6 +97,7 @@ public final class FilterSession {
 
     /// RCPT: decides the recipient and records the decision. `raw` is argv[0] as Postfix sent it.
     public func recipient(_ raw: String, parameters: [String], actions: some MilterActions) throws -> StepAnswer {
+        counters.countRecipient()
         let decision = rules.decide(
             recipient: raw, parameters: parameters, client: client, providers: providers,
             resolved: { actions.macro("{rcpt_addr}") })
@@ -98,9 +106,10 @@ public final class FilterSession {
             if decision.guardWaived, let note = decision.guardNote {
                 log.log(.info, "\(Self.queueID(actions)): rcpt=\(raw) \(note)")
             }
-        case .reject(let reply, let because), .tempfail(let reply, let because):
+        case .reject(let reply, let because, let refusedBy), .tempfail(let reply, let because, let refusedBy):
             log.log(.info, "\(Self.queueID(actions)): reject: rcpt=\(raw) \(reply) (\(because))")
             try actions.setReply(code: reply.code, enhanced: reply.enhanced, text: reply.text)
+            counters.count(refusedBy.outcome, section: decision.section, shadow: false)
             return reply.code.hasPrefix("5") ? .reject : .tempfail
         }
         guard plan.record(decision) else {
@@ -155,6 +164,7 @@ public final class FilterSession {
             case .addHeader(let name, let value): try actions.addHeader(name: name, value: value)
             }
         }
+        count(result)
         guard log.isEnabled(.info) else { return .proceed }
         let queueID = Self.queueID(actions)
         for addition in result.additions {
@@ -170,6 +180,26 @@ public final class FilterSession {
             )
         }
         return .proceed
+    }
+
+    /// Counts a message whose edits were all sent: what each target and recipient came to.
+    func count(_ result: MessagePlan.Edits) {
+        counters.countMessage()
+        for addition in result.additions {
+            counters.count(
+                addition.kind == .copy ? .copy : .rewrite, section: addition.decision.section, shadow: false)
+        }
+        for skip in result.skipped {
+            counters.count(.duplicate, section: skip.decision.section, shadow: false)
+        }
+        for decision in plan.decisions {
+            for _ in decision.problems {
+                counters.count(.unsafe, section: decision.section, shadow: false)
+            }
+            if decision.copies.isEmpty, decision.rewrite == nil, decision.problems.isEmpty {
+                counters.count(.none, section: decision.section, shadow: false)
+            }
+        }
     }
 
     /// The message was aborted (RSET, a dropped client, a refusal by Postfix or another milter).

@@ -33,7 +33,7 @@ public enum RecipientOutcome: String, Sendable, CaseIterable {
 public protocol SessionCounters: Sendable {
     /// Every RCPT that reached the rules (with or without a usable address).
     func countRecipient()
-    /// Every message that reached end of message and was answered.
+    /// Every message whose end of message sent its edits (one refused there is not counted).
     func countMessage()
     /// One outcome. `section` is the `domain` section that decided it (nil: no section): copies and
     /// rewrites are also counted per section.

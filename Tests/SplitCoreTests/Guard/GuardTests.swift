@@ -33,7 +33,7 @@ import Testing
     func code(_ verdict: Verdict) -> String {
         switch verdict {
         case .accept: "accept"
-        case .reject(let reply, _), .tempfail(let reply, _): "\(reply.code) \(reply.enhanced)"
+        case .reject(let reply, _, _), .tempfail(let reply, _, _): "\(reply.code) \(reply.enhanced)"
         }
     }
 
@@ -62,7 +62,7 @@ import Testing
     }
 
     @Test func usesTheConfiguredRejectText() {
-        guard case .reject(let reply, let because) = verdict("<bob@cache.example>", from: "198.51.100.1") else {
+        guard case .reject(let reply, let because, _) = verdict("<bob@cache.example>", from: "198.51.100.1") else {
             Issue.record("expected a reject")
             return
         }

@@ -111,7 +111,8 @@ import Testing
         #expect(decision.copies.isEmpty)
         switch decision.verdict {
         case .accept: Issue.record("\(recipient) from 127.0.0.1 port 48123 was accepted")
-        case .reject(let reply, _), .tempfail(let reply, _): #expect("\(reply.code) \(reply.enhanced)" == expected)
+        case .reject(let reply, _, _), .tempfail(let reply, _, _):
+            #expect("\(reply.code) \(reply.enhanced)" == expected)
         }
     }
 
@@ -119,7 +120,7 @@ import Testing
         // What explain --client 127.0.0.1 and the tests before this change give: no port, no name.
         let decision = decide(
             "<alice@cache.example>", ClientContext(address: IPAddress("127.0.0.1"), authenticatedAs: nil))
-        guard case .reject(let reply, _) = decision.verdict else {
+        guard case .reject(let reply, _, _) = decision.verdict else {
             Issue.record("expected a reject, got \(decision.verdict)")
             return
         }

@@ -51,6 +51,20 @@ final class FakeLog: SessionLog, @unchecked Sendable {
     func write(_ level: SessionLogLevel, _ line: String) { lines.append(line) }
 }
 
+/// Every count a session makes, as `OUTCOME@LINE` (`-` for no section), with `shadow ` before
+/// what a shadow rule would have done.
+final class FakeCounters: SessionCounters, @unchecked Sendable {
+    private(set) var recipients = 0
+    private(set) var messages = 0
+    private(set) var outcomes: [String] = []
+
+    func countRecipient() { recipients += 1 }
+    func countMessage() { messages += 1 }
+    func count(_ outcome: RecipientOutcome, section: SplitCore.SourceLocation?, shadow: Bool) {
+        outcomes.append("\(shadow ? "shadow " : "")\(outcome.rawValue)@\(section.map { "\($0.line)" } ?? "-")")
+    }
+}
+
 @Suite struct FilterSessionTests {
     let set: RuleSet
     let marker = CopyMarker(instance: "mx1.test")
@@ -67,8 +81,8 @@ final class FakeLog: SessionLog, @unchecked Sendable {
             """)
     }
 
-    func session(log: FakeLog = FakeLog(level: .info)) -> FilterSession {
-        let session = FilterSession(rules: set, providers: .empty, marker: marker, log: log)
+    func session(log: FakeLog = FakeLog(level: .info), counters: FakeCounters = FakeCounters()) -> FilterSession {
+        let session = FilterSession(rules: set, providers: .empty, marker: marker, log: log, counters: counters)
         session.connect(hostName: "client.example", address: IPAddress("192.0.2.1"), port: 40000)
         return session
     }
@@ -207,5 +221,46 @@ final class FakeLog: SessionLog, @unchecked Sendable {
         _ = try send(session(log: quiet), milter, to: ["<alice@example.org>"])
         #expect(quiet.lines.isEmpty)
         #expect(milter.edits.count == 2)
+    }
+
+    /// The counts add up to what Postfix did: refusals when answered, then per target at end of
+    /// message: carol's rewrite, bob's copy, its duplicate (bob and Bob map to one copy), none for
+    /// alice of users.example (a guard, no copy rule) and for zed of a domain without rules.
+    @Test func countsWhatEachRecipientCameTo() throws {
+        let counters = FakeCounters()
+        let recipients = [
+            "<mallory@users.example>", "<alice@users.example>", "<bob@example.org>", "<Bob@example.org>",
+            "<carol@example.org>", "<zed@else.example>",
+        ]
+        _ = try send(session(counters: counters), FakeMilter(), to: recipients)
+        #expect(counters.recipients == 6)
+        #expect(counters.messages == 1)
+        #expect(
+            counters.outcomes == [
+                "refused_unknown_user@5",
+                "rewrite@1", "copy@1", "duplicate@1",
+                "none@5", "none@-",
+            ])
+    }
+
+    /// A message refused at end of message, or aborted, counts its refusals and nothing else.
+    @Test func aRefusedOrAbortedMessageCountsNoCopies() throws {
+        struct Broken: Error {}
+        let counters = FakeCounters()
+        let milter = FakeMilter()
+        let session = session(counters: counters)
+        milter.step = .mail
+        session.mail(authenticatedAs: nil)
+        milter.step = .rcpt
+        _ = try session.recipient("<alice@example.org>", parameters: [], actions: milter)
+        _ = try session.recipient("<mallory@users.example>", parameters: [], actions: milter)
+        session.abort()
+        _ = try session.recipient("<alice@example.org>", parameters: [], actions: milter)
+        _ = session.failed(.header, Broken(), canAnswer: false, actions: milter)
+        milter.step = .eom
+        #expect(try session.endOfMessage(actions: milter) == .tempfail)
+        #expect(counters.recipients == 3)
+        #expect(counters.messages == 0)
+        #expect(counters.outcomes == ["refused_unknown_user@5"])
     }
 }
