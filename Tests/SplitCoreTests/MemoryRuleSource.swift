@@ -29,9 +29,9 @@ func parse(_ text: String) -> RuleParseResult {
     parse(["/etc/sm/main.rules": text])
 }
 
-/// The rule set of a file that must parse cleanly.
-func rules(_ text: String) throws -> RuleSet {
-    let result = parse(text)
+/// The rule set of a file that must parse cleanly; `files` are the other files it reads.
+func rules(_ text: String, files: [String: String] = [:]) throws -> RuleSet {
+    let result = parse(files.merging(["/etc/sm/main.rules": text]) { _, main in main })
     guard let set = result.ruleSet else {
         throw ParseFailure(description: result.diagnostics.map(\.description).joined(separator: "\n"))
     }

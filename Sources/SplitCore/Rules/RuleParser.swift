@@ -7,6 +7,10 @@
 /// Built for files of a million lines: a line is read in place from the file's bytes (its words are
 /// offsets, made into strings only where a rule keeps one), and a rule keeps a reference to its
 /// line instead of a copy of its text.
+///
+/// `shadow` before a rule's directive (`copy`, `rewrite`, `user`, `allow-clients`, `known`), a
+/// section's `shadow` line, or a dry run (`dryRun`: every rule) marks the rules' references as
+/// shadow; the line is then read as the directive's own, so a shadow rule loads as fast as a live one.
 
 public struct RuleParseResult: Sendable {
     /// nil when `diagnostics` holds at least one error.
@@ -22,8 +26,9 @@ public enum RuleParser {
     /// through globs).
     public static let maximumIncludeDepth = 16
 
-    public static func parse(file: String, source: RuleSource) -> RuleParseResult {
-        var state = ParserState(source: source)
+    /// `dryRun`: every rule is a shadow rule (`splitmilter --dry-run`).
+    public static func parse(file: String, source: RuleSource, dryRun: Bool = false) -> RuleParseResult {
+        var state = ParserState(source: source, dryRun: dryRun)
         state.parseFile(file, includedFrom: nil, delimiters: "+", depth: 0)
         let diagnostics = state.diagnostics
         guard !diagnostics.contains(where: { $0.severity == .error }) else {
@@ -83,6 +88,8 @@ struct Line {
     private(set) var end = 0
     private(set) var number = 0
     private(set) var words: [Word] = []
+    /// The rule of this line is a shadow rule: its reference says so.
+    var shadow = false
 
     init(file: RuleFileText, bytes: UnsafeBufferPointer<UInt8>) {
         self.file = file
@@ -94,6 +101,7 @@ struct Line {
     mutating func read(from start: Int, number: Int) -> Int {
         self.start = start
         self.number = number
+        shadow = false
         words.removeAll(keepingCapacity: true)
         let count = bytes.count
         var index = start
@@ -118,6 +126,13 @@ struct Line {
     /// The words after the directive.
     var arguments: ArraySlice<Word> { words.dropFirst() }
 
+    /// Reads the rest of a `shadow …` line as the directive's own line, of a shadow rule: the
+    /// directive is then the first word, and the rule's text (from the line's start) keeps `shadow`.
+    mutating func dropShadowWord() {
+        words.removeFirst()
+        shadow = true
+    }
+
     func bytes(of word: Word) -> UnsafeBufferPointer<UInt8> {
         UnsafeBufferPointer(rebasing: bytes[word.start..<word.end])
     }
@@ -133,22 +148,26 @@ struct Line {
 
     /// The rule this line states, for logs and `explain`.
     var reference: RuleReference {
-        RuleReference(file: file, offset: start, line: number, column: words[0].column)
+        RuleReference(file: file, offset: start, line: number, column: words[0].column, shadow: shadow)
     }
 
     func word(_ word: Word, is name: StaticString) -> Bool {
         sameBytes(bytes(of: word), UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
     }
 
-    /// How many lines from this one on are `user` lines, blank and comment lines passed over, up
-    /// to the first other line: a section's user table is made that big at its first user, instead
-    /// of growing (and rehashing) twenty times on the way to a million.
+    /// How many lines from this one on are `user` lines (or `shadow user` lines), blank and comment
+    /// lines passed over, up to the first other line: a section's user table is made that big at its
+    /// first user, instead of growing (and rehashing) twenty times on the way to a million.
     func userLinesAhead() -> Int {
         var count = 0
         var index = start
         let total = bytes.count
         while index < total {
             while index < total, isWordSeparator(bytes[index]) { index += 1 }
+            if startsShadowWord(at: index) {
+                index += 7
+                while index < total, isWordSeparator(bytes[index]) { index += 1 }
+            }
             if index < total, bytes[index] != UInt8(ascii: "\n"), bytes[index] != UInt8(ascii: "#") {
                 guard index + 4 < total, bytes[index] == UInt8(ascii: "u"), bytes[index + 1] == UInt8(ascii: "s"),
                     bytes[index + 2] == UInt8(ascii: "e"), bytes[index + 3] == UInt8(ascii: "r"),
@@ -160,6 +179,16 @@ struct Line {
             index += 1
         }
         return count
+    }
+
+    /// True when the word `shadow` (and a separator after it) starts at `index`.
+    func startsShadowWord(at index: Int) -> Bool {
+        let name: StaticString = "shadow"
+        let count = name.utf8CodeUnitCount
+        guard index + count < bytes.count, isWordSeparator(bytes[index + count]) else { return false }
+        return sameBytes(
+            UnsafeBufferPointer(rebasing: bytes[index..<(index + count)]),
+            UnsafeBufferPointer(start: name.utf8Start, count: count))
     }
 
     /// The raw text from 1-based `column` to the end of the line or a `#`, blanks trimmed.
@@ -216,13 +245,25 @@ enum Directive: CaseIterable {
     /// The list for the unknown-directive error, in the documentation's order.
     static let documented = [
         "include", "delimiter", "trusted-networks", "trust-authenticated", "domain", "copy", "rewrite", "only",
-        "except", "user", "known", "allow-clients", "allow-any", "reject-text",
+        "except", "user", "known", "allow-clients", "allow-any", "reject-text", "shadow",
     ].joined(separator: ", ")
 
     init?(_ word: Word, of line: Line) {
         guard let found = Self.allCases.first(where: { line.word(word, is: $0.name) }) else { return nil }
         self = found
     }
+
+    /// The directives `shadow` may stand before: the rules that add, replace or refuse.
+    var canBeShadow: Bool {
+        switch self {
+        case .copy, .rewrite, .user, .allowClients, .known: true
+        case .domain, .only, .except, .allowAny, .rejectText, .include, .delimiter, .trustedNetworks,
+            .trustAuthenticated:
+            false
+        }
+    }
+
+    static let shadowable = "copy, rewrite, user, allow-clients or known"
 }
 
 /// A `domain` section while its lines are read.
@@ -245,10 +286,28 @@ struct SectionBuilder {
     var anyClientReference: RuleReference?
     var rejectText: String?
     var rejectTextLocation: SourceLocation?
+    /// The section's `shadow` line: every rule of the section is a shadow rule.
+    var shadowLocation: SourceLocation?
+    /// Some rule of the section is a shadow rule.
+    var hasShadow = false
+
+    /// Makes every rule read so far a shadow rule (the section's `shadow` line); the lines after it
+    /// are read as shadow rules. Once per section: linear in the rules before the line.
+    mutating func markShadow(at location: SourceLocation) {
+        shadowLocation = location
+        hasShadow = true
+        copy = copy?.shadowed
+        rewrite = rewrite?.shadowed
+        knownReference = knownReference?.shadowed
+        allowClients = allowClients.map { ClientAllowList(sources: $0.sources, reference: $0.reference.shadowed) }
+        if !users.isEmpty { users = users.mapValues(\.shadowed) }
+    }
 }
 
 struct ParserState {
     let source: RuleSource
+    /// Every rule is a shadow rule.
+    let dryRun: Bool
     var diagnostics: [Diagnostic] = []
     var exact: [String: DomainRules] = [:]
     var subdomains: [String: DomainRules] = [:]
@@ -263,7 +322,10 @@ struct ParserState {
     /// The last target parsed: the next one with the same domain shares its domain string.
     var lastTemplate: AddressTemplate?
 
-    init(source: RuleSource) { self.source = source }
+    init(source: RuleSource, dryRun: Bool) {
+        self.source = source
+        self.dryRun = dryRun
+    }
 
     mutating func error(_ message: String, _ location: SourceLocation) {
         diagnostics.append(.error(message, at: location))
@@ -304,7 +366,21 @@ struct ParserState {
             while next < bytes.count {
                 number += 1
                 next = line.read(from: next, number: number)
-                guard let keyword = line.words.first else { continue }
+                guard var keyword = line.words.first else { continue }
+                if line.word(keyword, is: "shadow") {
+                    guard line.words.count > 1 else {
+                        shadowSection(line, &section)
+                        continue
+                    }
+                    line.dropShadowWord()
+                    keyword = line.words[0]
+                    guard let directive = Directive(keyword, of: line), directive.canBeShadow else {
+                        error(
+                            "'shadow' goes before \(Directive.shadowable), not before '\(line.text(keyword))'",
+                            line.at)
+                        continue
+                    }
+                }
                 guard let directive = Directive(keyword, of: line) else {
                     error(
                         "unknown directive '\(line.text(keyword))'; expected one of: \(Directive.documented)", line.at)
@@ -384,12 +460,28 @@ struct ParserState {
                         error("'\(line.text(keyword))' must be inside a 'domain' section", line.at)
                         continue
                     }
+                    if dryRun || current.shadowLocation != nil { line.shadow = true }
+                    if line.shadow { current.hasShadow = true }
                     parseSectionLine(directive, line, into: &current)
                     section = current
                 }
             }
         }
         if let finished = section { finish(finished) }
+    }
+
+    /// A line that is only `shadow`: its section's rules are all shadow rules.
+    mutating func shadowSection(_ line: Line, _ section: inout SectionBuilder?) {
+        guard var current = section.take() else {
+            error("'shadow' alone makes a 'domain' section shadow; it must be inside one", line.at)
+            return
+        }
+        if let first = current.shadowLocation {
+            error("duplicate 'shadow' in this section; first at \(first)", line.at)
+        } else {
+            current.markShadow(at: line.at)
+        }
+        section = current
     }
 
     /// A line inside a section.
@@ -478,7 +570,7 @@ struct ParserState {
             domainLocations[name] = line.location(word)
             names.append(name)
         }
-        return SectionBuilder(names: names, location: line.at, delimiters: delimiters)
+        return SectionBuilder(names: names, location: line.at, delimiters: delimiters, hasShadow: dryRun)
     }
 
     mutating func finish(_ section: SectionBuilder) {
@@ -527,7 +619,8 @@ struct ParserState {
                 allowClients: section.allowClients,
                 anyClientUsers: section.anyClientUsers,
                 rejectText: section.rejectText
-            )
+            ),
+            hasShadow: section.hasShadow
         )
         sections.append(rules)
         for name in section.names {
@@ -750,6 +843,13 @@ extension ParserState {
     mutating func parseKnown(_ line: Line, into section: inout SectionBuilder) {
         guard !line.arguments.isEmpty else {
             error("'known' needs user names or 'file:PATH'", line.at)
+            return
+        }
+        if let first = section.knownReference, first.isShadow != line.shadow {
+            error(
+                "'\(line.shadow ? "shadow known" : "known")' cannot be combined with"
+                    + " '\(first.isShadow ? "shadow known" : "known")' (at \(first.location)) in one section",
+                line.at)
             return
         }
         if section.knownReference == nil { section.knownReference = line.reference }

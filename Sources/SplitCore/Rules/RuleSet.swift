@@ -7,6 +7,10 @@
 /// Built for rule files of a million lines: a rule keeps no text of its own (its `RuleReference`
 /// points into the file's bytes, which the set keeps), a user's rules are one small object, and a
 /// section is one reference wherever it is stored.
+///
+/// A shadow rule is an ordinary rule whose reference is marked (`RuleReference.isShadow`): it is
+/// stored, looked up and decided like any other, so it costs nothing more to load, and a section
+/// without one (`DomainRules.hasShadow`) costs nothing more to decide.
 
 /// The bytes of one rule file, shared by every rule written in it: a rule's text is rebuilt from its
 /// line when asked for (logs, `explain`), not stored once per line.
@@ -58,22 +62,34 @@ func isWordSeparator(_ byte: UInt8) -> Bool {
     byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: ",") || byte == UInt8(ascii: "\r")
 }
 
-/// A rule as the administrator wrote it, for logs and `explain`: where it is and what it says.
+/// A rule as the administrator wrote it, for logs and `explain`: where it is, what it says, and
+/// whether it is a shadow rule.
 ///
-/// Twenty bytes: the file (shared), the line's offset in it, its number and the directive's column.
+/// Twenty-one bytes (the stride of the twenty it was before): the file (shared), the line's offset
+/// in it, its number, the directive's column and the shadow mark.
 public struct RuleReference: Sendable, Hashable, CustomStringConvertible {
     let file: RuleFileText
     let offset: UInt32
     let line: UInt32
     let column: UInt32
+    /// A shadow rule: written after `shadow`, in a section with a `shadow` line, or loaded for a dry
+    /// run. It decides as a live rule would; its targets are not sent and its refusals not answered,
+    /// only logged.
+    public let isShadow: Bool
 
     /// A rule that starts at byte `offset` of `file` (files are at most 1 GiB: offsets, lines and
     /// columns fit 32 bits).
-    init(file: RuleFileText, offset: Int, line: Int, column: Int) {
+    init(file: RuleFileText, offset: Int, line: Int, column: Int, shadow: Bool = false) {
         self.file = file
         self.offset = UInt32(truncatingIfNeeded: offset)
         self.line = UInt32(truncatingIfNeeded: line)
         self.column = UInt32(truncatingIfNeeded: column)
+        self.isShadow = shadow
+    }
+
+    /// The same rule as a shadow rule (its section's `shadow` line came after it).
+    var shadowed: RuleReference {
+        RuleReference(file: file, offset: Int(offset), line: Int(line), column: Int(column), shadow: true)
     }
 
     public init(location: SourceLocation, text: String) {
@@ -94,6 +110,7 @@ public struct RuleReference: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(location.fileAndLine) (\(text))" }
 
     public static func == (left: RuleReference, right: RuleReference) -> Bool {
+        guard left.isShadow == right.isShadow else { return false }
         if left.file === right.file, left.offset == right.offset, left.line == right.line,
             left.column == right.column
         {
@@ -105,6 +122,7 @@ public struct RuleReference: Sendable, Hashable, CustomStringConvertible {
     public func hash(into hasher: inout Hasher) {
         hasher.combine(location)
         hasher.combine(text)
+        hasher.combine(isShadow)
     }
 }
 
@@ -128,11 +146,15 @@ public enum UserScope: Sendable, Hashable {
 public struct CopyRule: Sendable, Hashable {
     public let targets: [AddressTemplate]
     public let reference: RuleReference
+
+    var shadowed: CopyRule { CopyRule(targets: targets, reference: reference.shadowed) }
 }
 
 public struct RewriteRule: Sendable, Hashable {
     public let target: AddressTemplate
     public let reference: RuleReference
+
+    var shadowed: RewriteRule { RewriteRule(target: target, reference: reference.shadowed) }
 }
 
 /// Per-user overrides (`user NAME copy …` / `user NAME rewrite …`).
@@ -208,6 +230,22 @@ public struct UserRule: Sendable, Hashable {
         }
     }
 
+    /// The same rules as shadow rules (their section's `shadow` line came after them).
+    var shadowed: UserRule {
+        var rule = UserRule()
+        rule.copy = copy?.shadowed
+        rule.rewrite = rewrite?.shadowed
+        rule.allowClients = allowClients.map { ClientAllowList(sources: $0.sources, reference: $0.reference.shadowed) }
+        return rule
+    }
+
+    /// True when the user has a rule that is not a shadow rule: only such a rule names the user to
+    /// a live `known` guard.
+    var hasLiveRule: Bool {
+        copy.map { !$0.reference.isShadow } ?? false || rewrite.map { !$0.reference.isShadow } ?? false
+            || allowClients.map { !$0.reference.isShadow } ?? false
+    }
+
     /// Which rules the user has, without copying them out (the summary counts a million users).
     var has: (copy: Bool, rewrite: Bool, allowClients: Bool) {
         switch storage {
@@ -243,17 +281,20 @@ public struct DomainRules: Sendable, Hashable {
     public var rewrite: RewriteRule? { storage.rewrite }
     public var users: [String: UserRule] { storage.users }
     public var guards: DomainGuard { storage.guards }
+    /// False when no rule of the section is a shadow rule: a recipient of it is decided without
+    /// asking which of its rules are live.
+    public var hasShadow: Bool { storage.hasShadow }
 
     private let storage: Storage
 
     init(
         names: [String], location: SourceLocation, delimiters: String, scope: UserScope,
         scopeReference: RuleReference?, copy: CopyRule?, rewrite: RewriteRule?, users: [String: UserRule],
-        guards: DomainGuard
+        guards: DomainGuard, hasShadow: Bool
     ) {
         storage = Storage(
             names: names, location: location, delimiters: delimiters, scope: scope, scopeReference: scopeReference,
-            copy: copy, rewrite: rewrite, users: users, guards: guards)
+            copy: copy, rewrite: rewrite, users: users, guards: guards, hasShadow: hasShadow)
     }
 
     private final class Storage: Sendable {
@@ -266,11 +307,12 @@ public struct DomainRules: Sendable, Hashable {
         let rewrite: RewriteRule?
         let users: [String: UserRule]
         let guards: DomainGuard
+        let hasShadow: Bool
 
         init(
             names: [String], location: SourceLocation, delimiters: String, scope: UserScope,
             scopeReference: RuleReference?, copy: CopyRule?, rewrite: RewriteRule?, users: [String: UserRule],
-            guards: DomainGuard
+            guards: DomainGuard, hasShadow: Bool
         ) {
             self.names = names
             self.location = location
@@ -281,6 +323,7 @@ public struct DomainRules: Sendable, Hashable {
             self.rewrite = rewrite
             self.users = users
             self.guards = guards
+            self.hasShadow = hasShadow
         }
     }
 
@@ -292,6 +335,7 @@ public struct DomainRules: Sendable, Hashable {
         return left.names == right.names && left.location == right.location && left.delimiters == right.delimiters
             && left.scope == right.scope && left.scopeReference == right.scopeReference && left.copy == right.copy
             && left.rewrite == right.rewrite && left.users == right.users && left.guards == right.guards
+            && left.hasShadow == right.hasShadow
     }
 
     public func hash(into hasher: inout Hasher) {

@@ -4,6 +4,16 @@ import Testing
 
 @testable import SplitCore
 
+/// `text` gives no rules and one error, which starts with `/etc/sm/` and `expected`.
+func expectOneError(_ text: String, _ expected: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) {
+    let result = parse(text)
+    #expect(result.ruleSet == nil, sourceLocation: sourceLocation)
+    let printed = result.errors.map(\.description)
+    #expect(printed.count == 1, "\(printed)", sourceLocation: sourceLocation)
+    #expect(
+        printed.first.map { $0.hasPrefix("/etc/sm/" + expected) } == true, "\(printed)", sourceLocation: sourceLocation)
+}
+
 @Suite struct RuleParserTests {
     @Test func parsesSectionsAndCountsRules() throws {
         let set = try rules(
@@ -93,11 +103,7 @@ import Testing
         ),
     ])
     func reportsErrorAtItsColumn(text: String, expected: String) {
-        let result = parse(text)
-        #expect(result.ruleSet == nil)
-        let printed = result.errors.map(\.description)
-        #expect(printed.count == 1, "\(printed)")
-        #expect(printed.first.map { $0.hasPrefix("/etc/sm/" + expected) } == true, "\(printed)")
+        expectOneError(text, expected)
     }
 
     /// A rule keeps no text of its own: its text is rebuilt from its line, words joined by single
@@ -195,5 +201,157 @@ import Testing
                 "/etc/sm/main.rules:2:5: warning: 'gapps.example.org' has rules of its own (/etc/sm/main.rules:5:1), but added recipients are not looked up again: they get none of them",
                 "/etc/sm/main.rules:3:5: warning: target 'carol@example.org' is the recipient itself; this rule never changes anything",
             ])
+    }
+}
+
+/// `shadow`: before a rule, alone as a section's line, or for the whole file (a dry run). A shadow
+/// rule is stored as a live one, its reference marked.
+@Suite struct ShadowRuleParserTests {
+    @Test func shadowBeforeADirectiveMarksThatRuleOnly() throws {
+        let set = try rules(
+            """
+            domain example.org
+                shadow copy %u@gapps.example.org
+                rewrite %u@primary.example
+                shadow user allie copy alice@gapps.example.org
+                shadow user carol rewrite carol
+                user carol copy carol@archive.example
+                shadow user dave allow-clients 198.51.100.0/24
+                shadow allow-clients 192.0.2.0/24
+                shadow known alice allie
+                shadow known file:users.txt
+            domain example.net
+                copy %u@archive.example
+            """, files: ["/etc/sm/users.txt": "carol\ndave\n"])
+        let org = try #require(set.section(for: "example.org"))
+        #expect(org.hasShadow)
+        #expect(org.copy?.reference.isShadow == true)
+        #expect(org.rewrite?.reference.isShadow == false)
+        #expect(org.users["allie"]?.copy?.reference.isShadow == true)
+        #expect(org.users["carol"]?.rewrite?.reference.isShadow == true)
+        #expect(org.users["carol"]?.copy?.reference.isShadow == false)
+        #expect(org.users["carol"]?.hasLiveRule == true)
+        #expect(org.users["allie"]?.hasLiveRule == false)
+        #expect(org.users["dave"]?.allowClients?.reference.isShadow == true)
+        #expect(org.guards.allowClients?.reference.isShadow == true)
+        #expect(org.guards.knownReference?.isShadow == true)
+        #expect(org.guards.knownUsers == ["alice", "allie", "carol", "dave"])
+        let net = try #require(set.section(for: "example.net"))
+        #expect(!net.hasShadow)
+        #expect(net.copy?.reference.isShadow == false)
+        #expect(set.ruleCount == 9)
+    }
+
+    /// The rule's text is its line as written, `shadow` included; its position is the directive's.
+    @Test func aShadowRuleKeepsItsLineAndPointsAtItsDirective() throws {
+        let set = try rules("domain example.org\n  shadow   user Allie copy alice@x.org\n")
+        let copy = try #require(set.section(for: "example.org")?.users["allie"]?.copy)
+        #expect(copy.reference.text == "shadow user Allie copy alice@x.org")
+        #expect(copy.reference.location == SourceLocation(file: "/etc/sm/main.rules", line: 2, column: 12))
+        #expect(copy.reference != RuleReference(location: copy.reference.location, text: copy.reference.text))
+    }
+
+    /// A `shadow` line anywhere in a section makes every rule of it shadow, those before it too.
+    @Test func aShadowLineMakesTheWholeSectionShadow() throws {
+        let set = try rules(
+            """
+            domain example.org
+                copy %u@gapps.example.org
+                user carol rewrite carol
+                known alice carol
+                allow-clients 192.0.2.0/24
+                shadow
+                user dave copy dave@gapps.example.org
+                user erin allow-clients 198.51.100.7
+                known dave
+                rewrite %u@primary.example
+            domain example.net
+                copy %u@archive.example
+            """)
+        let org = try #require(set.section(for: "example.org"))
+        #expect(org.hasShadow)
+        let references = [
+            org.copy?.reference, org.rewrite?.reference, org.users["carol"]?.rewrite?.reference,
+            org.users["dave"]?.copy?.reference, org.users["erin"]?.allowClients?.reference,
+            org.guards.allowClients?.reference, org.guards.knownReference,
+        ]
+        #expect(references.allSatisfy { $0?.isShadow == true }, "\(references)")
+        #expect(set.section(for: "example.net")?.hasShadow == false)
+    }
+
+    @Test func aDryRunMakesEveryRuleShadow() throws {
+        let text = "domain example.org\n  copy %u@gapps.example.org\n  user bob rewrite bob@x.org\n  known bob\n"
+        let result = RuleParser.parse(
+            file: "/etc/sm/main.rules", source: MemoryRuleSource(files: ["/etc/sm/main.rules": text]), dryRun: true)
+        let org = try #require(result.ruleSet?.section(for: "example.org"), "\(result.diagnostics)")
+        #expect(org.hasShadow)
+        #expect(org.copy?.reference.isShadow == true)
+        #expect(org.users["bob"]?.rewrite?.reference.isShadow == true)
+        #expect(org.guards.knownReference?.isShadow == true)
+        let live = try rules(text)
+        #expect(live.section(for: "example.org")?.copy?.reference.isShadow == false)
+    }
+
+    @Test(arguments: [
+        (
+            "domain example.org\n  copy a@x.org\n  shadow only bob\n",
+            "main.rules:3:10: error: 'shadow' goes before copy, rewrite, user, allow-clients or known, not before 'only'"
+        ),
+        ("domain example.org\n  copy a@x.org\n  shadow except bob\n", "main.rules:3:10: error: 'shadow' goes before"),
+        (
+            "domain example.org\n  allow-clients 192.0.2.1\n  shadow allow-any postmaster\n",
+            "main.rules:3:10: error: 'shadow' goes before copy, rewrite, user, allow-clients or known, not before 'allow-any'"
+        ),
+        (
+            "domain example.org\n  allow-clients 192.0.2.1\n  shadow reject-text go away\n",
+            "main.rules:3:10: error: 'shadow' goes before copy, rewrite, user, allow-clients or known, not before 'reject-text'"
+        ),
+        ("domain example.org\n  copy a@x.org\n  shadow delimiter -\n", "main.rules:3:10: error: 'shadow' goes before"),
+        ("shadow domain example.org\n", "main.rules:1:8: error: 'shadow' goes before"),
+        ("shadow include other.rules\n", "main.rules:1:8: error: 'shadow' goes before"),
+        ("shadow trusted-networks 192.0.2.0/24\n", "main.rules:1:8: error: 'shadow' goes before"),
+        ("shadow trust-authenticated no\n", "main.rules:1:8: error: 'shadow' goes before"),
+        ("shadow delimiter +\n", "main.rules:1:8: error: 'shadow' goes before"),
+        (
+            "domain example.org\n  shadow shadow copy a@x.org\n",
+            "main.rules:2:10: error: 'shadow' goes before copy, rewrite, user, allow-clients or known, not before 'shadow'"
+        ),
+        ("domain example.org\n  shadow cpy a@x.org\n", "main.rules:2:10: error: 'shadow' goes before"),
+        ("shadow copy a@x.org\n", "main.rules:1:8: error: 'copy' must be inside a 'domain' section"),
+        (
+            "shadow\ndomain example.org\n  copy a@x.org\n",
+            "main.rules:1:1: error: 'shadow' alone makes a 'domain' section shadow"
+        ),
+        (
+            "domain example.org\n  shadow\n  copy a@x.org\n  shadow\n",
+            "main.rules:4:3: error: duplicate 'shadow' in this section; first at /etc/sm/main.rules:2:3"
+        ),
+        (
+            "domain example.org\n  known alice\n  shadow known bob\n",
+            "main.rules:3:10: error: 'shadow known' cannot be combined with 'known' (at /etc/sm/main.rules:2:3) in one section"
+        ),
+        (
+            "domain example.org\n  shadow known alice\n  known bob\n",
+            "main.rules:3:3: error: 'known' cannot be combined with 'shadow known' (at /etc/sm/main.rules:2:10) in one section"
+        ),
+        (
+            "domain example.org\n  copy a@x.org\n  shadow copy b@x.org\n",
+            "main.rules:3:10: error: duplicate 'copy' in this section; first at /etc/sm/main.rules:2:3"
+        ),
+        ("domain example.org\n  shadow copy\n", "main.rules:2:10: error: 'copy' needs at least one target"),
+    ])
+    func reportsShadowErrorsAtTheDirective(text: String, expected: String) {
+        expectOneError(text, expected)
+    }
+
+    /// A section's user table is sized at its first user line, `shadow user` lines counted too.
+    @Test func countsShadowUserLinesAhead() {
+        let text = "shadow user a copy a@x.org\n\n  # note\nuser b copy b@x.org\n\tshadow,user c rewrite c\nshadowy\n"
+        let count = Array(text.utf8).withUnsafeBufferPointer { bytes in
+            var line = Line(file: RuleFileText(path: "/r", bytes: []), bytes: bytes)
+            _ = line.read(from: 0, number: 1)
+            return line.userLinesAhead()
+        }
+        #expect(count == 3)
     }
 }
