@@ -8,7 +8,10 @@
 ///     so two recipients that map to one copy give one copy;
 ///   - copies carry `NOTIFY=NEVER` (a failed copy never bounces to the sender) and the recipient
 ///     they were made for as `ORCPT`;
-///   - a message that already carries this instance's marker header gets no copies at all.
+///   - a message that already carries this instance's marker header gets no copies at all;
+///   - shadow targets are never sent: `edits` are those of the plan without them, and what the
+///     shadow rules would do is what the plan would edit with them live (their targets in, the
+///     targets they supersede and the recipients a shadow guard would refuse out), reported apart.
 
 /// One change to the envelope, in the order the daemon must send it.
 public enum EnvelopeEdit: Sendable, Hashable, CustomStringConvertible {
@@ -65,6 +68,9 @@ public struct MessagePlan: Sendable {
     public private(set) var decisions: [RecipientDecision] = []
     /// Set when the message carries this instance's `CopyMarker`.
     public var carriesMarker = false
+    /// Some decision involves a shadow rule: the edits are then planned a second time, as if the
+    /// shadow rules were live.
+    public private(set) var involvesShadow = false
 
     public init() {}
 
@@ -72,6 +78,7 @@ public struct MessagePlan: Sendable {
     public mutating func record(_ decision: RecipientDecision) -> Bool {
         guard decisions.count < Self.maximumRecipients else { return false }
         decisions.append(decision)
+        if decision.involvesShadow { involvesShadow = true }
         return true
     }
 
@@ -96,12 +103,33 @@ public struct MessagePlan: Sendable {
     }
 
     public struct Edits: Sendable {
+        /// What is sent: never a shadow target.
         public let edits: [EnvelopeEdit]
         public let additions: [Addition]
         public let skipped: [Skip]
+        /// What the shadow rules would add, and the shadow targets they would not send (a duplicate,
+        /// a marked message): never sent, for logs, counters and `explain`.
+        public let shadowAdditions: [Addition]
+        public let shadowSkipped: [Skip]
     }
 
     public func edits(marker: CopyMarker?) -> Edits {
+        let live = edits(marker: marker, shadowRulesLive: false)
+        guard involvesShadow else { return live }
+        let hypothetical = edits(marker: marker, shadowRulesLive: true)
+        return Edits(
+            edits: live.edits, additions: live.additions, skipped: live.skipped,
+            shadowAdditions: hypothetical.additions.filter(\.target.isShadow),
+            shadowSkipped: hypothetical.skipped.filter(\.target.isShadow))
+    }
+
+    /// The edits of the live rules, or (`shadowRulesLive`) those the plan would make if its shadow
+    /// rules were live.
+    func edits(marker: CopyMarker?, shadowRulesLive: Bool) -> Edits {
+        func planned(_ decision: RecipientDecision) -> Bool { !shadowRulesLive || decision.shadowRefusal == nil }
+        func rewrite(_ decision: RecipientDecision) -> PlannedTarget? {
+            shadowRulesLive ? decision.rewrite : decision.sentRewrite
+        }
         var edits: [EnvelopeEdit] = []
         edits.reserveCapacity(decisions.count * 2 + 1)
         var additions: [Addition] = []
@@ -110,16 +138,16 @@ public struct MessagePlan: Sendable {
         var deleted = FewStrings()
         // The recipients that stay, then every address added: nothing is added twice.
         var present = FewStrings()
-        for decision in decisions {
-            if decision.rewrite != nil {
+        for decision in decisions where planned(decision) {
+            if rewrite(decision) != nil {
                 if deleted.insert(decision.recipient) { edits.append(.deleteRecipient(decision.recipient)) }
             } else {
                 _ = present.insert(decision.identity)
             }
         }
         // A recipient sent twice, once rewritten and once not, stays: its delete cancels both records.
-        for decision in decisions {
-            guard let target = decision.rewrite else { continue }
+        for decision in decisions where planned(decision) {
+            guard let target = rewrite(decision) else { continue }
             if present.insert(target.address.identity) {
                 edits.append(
                     .addRecipient(target.address.description, parameters: rewriteParameters(decision)))
@@ -131,32 +159,44 @@ public struct MessagePlan: Sendable {
             }
         }
         var copies = 0
-        for decision in decisions {
-            for target in decision.copies {
-                if carriesMarker {
-                    skipped.append(
-                        Skip(
-                            target: target, decision: decision,
-                            reason: "message was already copied here")
-                    )
-                } else if present.insert(target.address.identity) {
-                    edits.append(
-                        .addRecipient(target.address.description, parameters: copyParameters(decision)))
-                    additions.append(Addition(kind: .copy, target: target, decision: decision))
-                    copies += 1
-                } else {
-                    skipped.append(
-                        Skip(
-                            target: target, decision: decision,
-                            reason: "already a recipient or copy")
-                    )
+        func addCopies(_ included: (PlannedTarget.Standing) -> Bool) {
+            for decision in decisions where planned(decision) {
+                for target in decision.copies where included(target.standing) {
+                    addCopy(target, decision)
                 }
             }
+        }
+        func addCopy(_ target: PlannedTarget, _ decision: RecipientDecision) {
+            if carriesMarker {
+                skipped.append(
+                    Skip(
+                        target: target, decision: decision,
+                        reason: "message was already copied here")
+                )
+            } else if present.insert(target.address.identity) {
+                edits.append(
+                    .addRecipient(target.address.description, parameters: copyParameters(decision)))
+                additions.append(Addition(kind: .copy, target: target, decision: decision))
+                copies += 1
+            } else {
+                skipped.append(
+                    Skip(
+                        target: target, decision: decision,
+                        reason: "already a recipient or copy")
+                )
+            }
+        }
+        if shadowRulesLive {
+            // The live copies first: a shadow copy that one of them already makes is a skip.
+            addCopies { $0 == .live }
+            addCopies { $0 == .shadow }
+        } else {
+            addCopies { $0 != .shadow }
         }
         if copies > 0, let marker {
             edits.append(.addHeader(name: CopyMarker.headerName, value: marker.instance))
         }
-        return Edits(edits: edits, additions: additions, skipped: skipped)
+        return Edits(edits: edits, additions: additions, skipped: skipped, shadowAdditions: [], shadowSkipped: [])
     }
 
     /// `ORCPT=rfc822;<recipient>`: the recipient this hop received, xtext-encoded.

@@ -3,6 +3,11 @@
 /// Made at RCPT time from an immutable `RuleSet`, so `milter-test explain` and the daemon reach the
 /// same decision from the same input. Deciding never fails: a recipient the rules cannot serve gets
 /// no action and a `problem` saying why, and is delivered as Postfix would without the milter.
+///
+/// Shadow rules decide as live ones do. Their targets are marked `.shadow` and never sent; a live
+/// target whose rule a shadow user rule takes the place of is `.superseded` (sent now, not once the
+/// shadow rule is live); a shadow guard's refusal is kept in `shadowRefusal` and the recipient
+/// accepted. A section without shadow rules decides as before, at the same cost.
 
 /// A copy or rewrite target after filling in the template, with the rule that produced it.
 ///
@@ -11,21 +16,38 @@
 public final class PlannedTarget: Sendable, Hashable, CustomStringConvertible {
     public let address: EnvelopeAddress
     public let rule: RuleReference
+    public let standing: Standing
 
-    init(address: EnvelopeAddress, rule: RuleReference) {
+    /// Whether a target is sent, now and once the shadow rules are live.
+    public enum Standing: Sendable, Hashable {
+        /// Sent, with or without the shadow rules.
+        case live
+        /// A shadow rule's target: not sent.
+        case shadow
+        /// Sent, but a shadow user rule of the recipient takes its rule's place: once that rule is
+        /// live, this target is no longer sent.
+        case superseded
+    }
+
+    init(address: EnvelopeAddress, rule: RuleReference, standing: Standing) {
         self.address = address
         self.rule = rule
+        self.standing = standing
     }
+
+    /// A shadow rule's target, never sent.
+    public var isShadow: Bool { standing == .shadow }
 
     public var description: String { "\(address) (\(rule))" }
 
     public static func == (left: PlannedTarget, right: PlannedTarget) -> Bool {
-        left.address == right.address && left.rule == right.rule
+        left.address == right.address && left.rule == right.rule && left.standing == right.standing
     }
 
     public func hash(into hasher: inout Hasher) {
         hasher.combine(address)
         hasher.combine(rule)
+        hasher.combine(standing)
     }
 }
 
@@ -54,23 +76,34 @@ public final class RecipientDecision: Sendable, Hashable {
     /// The `domain` section that matched, if any.
     public let section: SourceLocation?
     public let selection: Selection
+    /// Every copy target: live, shadow and superseded ones (see `PlannedTarget.standing`).
     public let copies: [PlannedTarget]
+    /// The rewrite the rules decide, shadow rules included: `.shadow` when a shadow rule decided it.
     public let rewrite: PlannedTarget?
+    /// The live rewrite that a shadow `rewrite` takes the place of: sent now (`.superseded`).
+    public let supersededRewrite: PlannedTarget?
     /// Why a matched recipient gets less than its rules say (unsafe local part, bad rendering, …).
     public let problems: [String]
+    /// The same, for what shadow rules would do.
+    public let shadowProblems: [String]
     /// The RCPT answer. A refused recipient has no copies and no rewrite.
     public let verdict: Verdict
+    /// What a shadow guard would have answered, when it would refuse (never `.accept`): the
+    /// recipient is accepted. nil when a live guard refused: shadow rules do nothing then.
+    public let shadowRefusal: Verdict?
     /// Why a guard let the recipient through (trusted client, allowed network, …), for logs and explain.
     public let guardNote: String?
     /// A guard would have refused the recipient, but the client is a local submission, which Postfix
     /// cannot refuse at RCPT (`ClientContext.isLocalSubmission`): accepted, and `guardNote` says so.
     public let guardWaived: Bool
+    /// Some shadow rule decided something for this recipient: a target, a problem or a refusal.
+    public let involvesShadow: Bool
 
     init(
         recipient: String, parameters: RecipientParameters, address: EnvelopeAddress?,
         section: SourceLocation?,
-        selection: Selection, copies: [PlannedTarget], rewrite: PlannedTarget?, problems: [String],
-        verdict: Verdict,
+        selection: Selection, copies: [PlannedTarget], rewrite: PlannedTarget?, supersededRewrite: PlannedTarget?,
+        problems: [String], shadowProblems: [String], verdict: Verdict, shadowRefusal: Verdict?,
         guardNote: String?, guardWaived: Bool
     ) {
         self.recipient = recipient
@@ -80,11 +113,20 @@ public final class RecipientDecision: Sendable, Hashable {
         self.selection = selection
         self.copies = copies
         self.rewrite = rewrite
+        self.supersededRewrite = supersededRewrite
         self.problems = problems
+        self.shadowProblems = shadowProblems
         self.verdict = verdict
+        self.shadowRefusal = shadowRefusal
         self.guardNote = guardNote
         self.guardWaived = guardWaived
+        involvesShadow =
+            shadowRefusal != nil || supersededRewrite != nil || !shadowProblems.isEmpty || rewrite?.isShadow == true
+            || copies.contains { $0.standing != .live }
     }
+
+    /// The rewrite sent now: the live one, also when a shadow rewrite would take its place.
+    public var sentRewrite: PlannedTarget? { rewrite?.isShadow == true ? supersededRewrite : rewrite }
 
     public static func == (left: RecipientDecision, right: RecipientDecision) -> Bool {
         left.recipient == right.recipient
@@ -94,8 +136,11 @@ public final class RecipientDecision: Sendable, Hashable {
             && left.selection == right.selection
             && left.copies == right.copies
             && left.rewrite == right.rewrite
+            && left.supersededRewrite == right.supersededRewrite
             && left.problems == right.problems
+            && left.shadowProblems == right.shadowProblems
             && left.verdict == right.verdict
+            && left.shadowRefusal == right.shadowRefusal
             && left.guardNote == right.guardNote
             && left.guardWaived == right.guardWaived
     }
@@ -108,8 +153,11 @@ public final class RecipientDecision: Sendable, Hashable {
         hasher.combine(selection)
         hasher.combine(copies)
         hasher.combine(rewrite)
+        hasher.combine(supersededRewrite)
         hasher.combine(problems)
+        hasher.combine(shadowProblems)
         hasher.combine(verdict)
+        hasher.combine(shadowRefusal)
         hasher.combine(guardNote)
         hasher.combine(guardWaived)
     }
@@ -132,17 +180,18 @@ extension RuleSet {
         let dsn = parameters.isEmpty ? RecipientParameters() : RecipientParameters.parse(parameters)
         func outcome(
             _ address: EnvelopeAddress?, _ section: SourceLocation? = nil,
-            _ selection: Selection = .noSection,
-            copies: [PlannedTarget] = [], rewrite: PlannedTarget? = nil, problems: [String] = [],
-            verdict: Verdict = .accept, note: String? = nil, waived: Bool = false
+            _ selection: Selection = .noSection, targets: Targets = Targets(),
+            guarded: GuardCheck.Outcome = .accepted
         ) -> RecipientDecision {
-            let refused = verdict != .accept
+            let refused = guarded.verdict != .accept
             return RecipientDecision(
                 recipient: recipient, parameters: dsn, address: address, section: section,
                 selection: selection,
-                copies: refused ? [] : copies, rewrite: refused ? nil : rewrite, problems: problems,
-                verdict: verdict,
-                guardNote: note, guardWaived: waived
+                copies: refused ? [] : targets.copies, rewrite: refused ? nil : targets.rewrite,
+                supersededRewrite: refused ? nil : targets.supersededRewrite,
+                problems: targets.problems, shadowProblems: refused ? [] : targets.shadowProblems,
+                verdict: guarded.verdict, shadowRefusal: guarded.shadowRefusal,
+                guardNote: guarded.note, guardWaived: guarded.waived
             )
         }
 
@@ -154,13 +203,11 @@ extension RuleSet {
             // Only a recipient of a domain we have rules for deserves a word about why it got none,
             // and its domain's guards decide it: an unusable spelling must not escape them.
             guard let rules = unusableSection(recipient, resolved: resolved) else { return outcome(nil) }
-            let guardResult = GuardCheck(
+            let guarded = GuardCheck(
                 rules: rules, trust: trust, recipient: recipient, keys: nil, userRule: nil, rewrite: nil,
-                client: client, providers: providers
+                sentRewrite: nil, client: client, providers: providers
             ).verdict()
-            return outcome(
-                nil, rules.location, .unusable, problems: ["\(problem)"], verdict: guardResult.verdict,
-                note: guardResult.note, waived: guardResult.waived)
+            return outcome(nil, rules.location, .unusable, targets: Targets(problems: ["\(problem)"]), guarded: guarded)
         }
         guard !address.domain.isEmpty, let rules = section(for: address.domain) else {
             return outcome(address)
@@ -180,49 +227,39 @@ extension RuleSet {
         } else {
             selection = .domainWide(nil)
         }
-        let copyRule = userRule?.copy ?? (inScope ? rules.copy : nil)
-        let rewriteRule = userRule?.rewrite ?? (inScope ? rules.rewrite : nil)
-
-        var problems: [String] = []
-        var copies: [PlannedTarget] = []
-        if let copyRule {
-            copies.reserveCapacity(copyRule.targets.count)
-            for template in copyRule.targets {
-                switch template.render(parts) {
-                case .success(let target) where target.identity == address.identity:
-                    problems.append(
-                        "copy target \(target) is the recipient itself (\(copyRule.reference.location.fileAndLine))"
-                    )
-                case .success(let target):
-                    copies.append(PlannedTarget(address: target, rule: copyRule.reference))
-                case .failure(let problem):
-                    problems.append("no copy: \(problem) (\(copyRule.reference.location.fileAndLine))")
-                }
-            }
+        let domainCopy = inScope ? rules.copy : nil
+        let domainRewrite = inScope ? rules.rewrite : nil
+        var targets = Targets()
+        if let rule = userRule?.copy ?? domainCopy {
+            targets.copies.reserveCapacity(rule.targets.count)
+            targets.addCopies(rule, rule.reference.isShadow ? .shadow : .live, parts, recipient: address)
         }
-        var rewrite: PlannedTarget? = nil
-        if let rule = rewriteRule {
-            switch rule.target.render(parts) {
-            case .success(let target) where target.identity == address.identity:
-                break  // rewriting to itself changes nothing
-            case .success(let target):
-                rewrite = PlannedTarget(address: target, rule: rule.reference)
-            case .failure(let problem):
-                problems.append("no rewrite: \(problem) (\(rule.reference.location.fileAndLine))")
-            }
+        if rules.hasShadow, let rule = superseded(userRule?.copy?.reference, domainCopy, \.reference) {
+            targets.addCopies(rule, .superseded, parts, recipient: address)
+        }
+        if let rule = userRule?.rewrite ?? domainRewrite {
+            targets.rewrite = targets.render(rule, rule.reference.isShadow ? .shadow : .live, parts, recipient: address)
+        }
+        if rules.hasShadow, let rule = superseded(userRule?.rewrite?.reference, domainRewrite, \.reference) {
+            targets.supersededRewrite = targets.render(rule, .superseded, parts, recipient: address)
         }
         guard rules.guards.isActive || userRule?.allowClients != nil else {
-            return outcome(
-                address, rules.location, selection, copies: copies, rewrite: rewrite, problems: problems)
+            return outcome(address, rules.location, selection, targets: targets)
         }
-        let guardResult = GuardCheck(
+        let guarded = GuardCheck(
             rules: rules, trust: trust, recipient: recipient, keys: keys, userRule: userRule,
-            rewrite: rewrite.map { RecipientParts(address: $0.address, delimiters: rules.delimiters) },
+            rewrite: targets.rewrite.map { RecipientParts(address: $0.address, delimiters: rules.delimiters) },
+            sentRewrite: targets.sentRewrite.map { RecipientParts(address: $0.address, delimiters: rules.delimiters) },
             client: client, providers: providers
         ).verdict()
-        return outcome(
-            address, rules.location, selection, copies: copies, rewrite: rewrite, problems: problems,
-            verdict: guardResult.verdict, note: guardResult.note, waived: guardResult.waived)
+        return outcome(address, rules.location, selection, targets: targets, guarded: guarded)
+    }
+
+    /// The live domain-wide rule that the recipient's shadow user rule (`user`'s reference) takes the
+    /// place of: its targets are sent until the shadow rule is live.
+    func superseded<Rule>(_ user: RuleReference?, _ domain: Rule?, _ reference: (Rule) -> RuleReference) -> Rule? {
+        guard let user, user.isShadow, let domain, !reference(domain).isShadow else { return nil }
+        return domain
     }
 
     /// The section an unparsable recipient belongs to, as Postfix would route it: the domain of
@@ -281,6 +318,52 @@ extension RuleSet {
         var domain = kept[(at + 1)...]
         while domain.last == UInt8(ascii: ".") { domain = domain.dropLast() }
         return domain.isEmpty ? nil : String(decoding: domain, as: UTF8.self)
+    }
+}
+
+/// A recipient's copy and rewrite targets while they are rendered, and what kept any from it.
+struct Targets {
+    var copies: [PlannedTarget] = []
+    var rewrite: PlannedTarget?
+    var supersededRewrite: PlannedTarget?
+    var problems: [String] = []
+    var shadowProblems: [String] = []
+
+    var sentRewrite: PlannedTarget? { rewrite?.isShadow == true ? supersededRewrite : rewrite }
+
+    mutating func addCopies(
+        _ rule: CopyRule, _ standing: PlannedTarget.Standing, _ parts: RecipientParts, recipient: EnvelopeAddress
+    ) {
+        for template in rule.targets {
+            switch template.render(parts) {
+            case .success(let target) where target.identity == recipient.identity:
+                problem(
+                    "copy target \(target) is the recipient itself (\(rule.reference.location.fileAndLine))", standing)
+            case .success(let target):
+                copies.append(PlannedTarget(address: target, rule: rule.reference, standing: standing))
+            case .failure(let why):
+                problem("no copy: \(why) (\(rule.reference.location.fileAndLine))", standing)
+            }
+        }
+    }
+
+    /// The rewrite target, or nil: rewriting to itself changes nothing, and a bad rendering is a problem.
+    mutating func render(
+        _ rule: RewriteRule, _ standing: PlannedTarget.Standing, _ parts: RecipientParts, recipient: EnvelopeAddress
+    ) -> PlannedTarget? {
+        switch rule.target.render(parts) {
+        case .success(let target) where target.identity == recipient.identity:
+            return nil
+        case .success(let target):
+            return PlannedTarget(address: target, rule: rule.reference, standing: standing)
+        case .failure(let why):
+            problem("no rewrite: \(why) (\(rule.reference.location.fileAndLine))", standing)
+            return nil
+        }
+    }
+
+    mutating func problem(_ text: String, _ standing: PlannedTarget.Standing) {
+        if standing == .shadow { shadowProblems.append(text) } else { problems.append(text) }
     }
 }
 

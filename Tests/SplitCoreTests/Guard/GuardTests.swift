@@ -123,3 +123,101 @@ import Testing
         #expect(code(unresolved.verdict) == "accept")
     }
 }
+
+/// A shadow guard that would refuse does not: the recipient is accepted, and the decision keeps
+/// what it would have answered. The live guards decide as if the shadow rules were not there.
+@Suite struct ShadowGuardTests {
+    let set: RuleSet
+
+    init() throws {
+        set = try rules(
+            """
+            domain shadow.example
+                shadow
+                copy %u@gw.example
+                known alice
+            domain known.example
+                copy %u@archive.example
+                shadow known alice
+            domain live.example
+                allow-clients 192.0.2.0/24
+                shadow known alice
+            domain named.example
+                known alice
+                shadow user bob copy bob@new.example
+                user carol rewrite alice@named.example
+                shadow user dave rewrite alice@named.example
+            domain clients.example
+                allow-clients 192.0.2.0/24
+                shadow user erin allow-clients 198.51.100.7
+            """)
+    }
+
+    func decide(_ recipient: String, from ip: String = "192.0.2.1", port: UInt16? = 40000) -> RecipientDecision {
+        set.decide(
+            recipient: recipient,
+            client: ClientContext(address: IPAddress(ip), port: port, hostName: "client.example", authenticatedAs: nil))
+    }
+
+    @Test func aShadowKnownGuardAcceptsAndRecordsItsRefusal() {
+        for recipient in ["<mallory@shadow.example>", "<mallory@known.example>"] {
+            let mallory = decide(recipient)
+            #expect(mallory.verdict == .accept)
+            guard case .reject(let reply, let because, .unknownUser) = mallory.shadowRefusal else {
+                Issue.record("\(recipient): a shadow refusal by known: \(String(describing: mallory.shadowRefusal))")
+                continue
+            }
+            #expect(reply.description == "550 5.1.1 \(recipient): Recipient address rejected: User unknown")
+            #expect(because.hasPrefix("not a known user (/etc/sm/main.rules:"))
+            #expect(mallory.involvesShadow)
+        }
+        #expect(decide("<mallory@known.example>").copies.map(\.standing) == [.live])
+        let alice = decide("<alice@shadow.example>")
+        #expect(alice.verdict == .accept)
+        #expect(alice.shadowRefusal == nil)
+    }
+
+    @Test func aLiveRefusalLeavesTheShadowRulesNothingToDo() {
+        let mallory = decide("<mallory@live.example>", from: "198.51.100.1")
+        guard case .reject(_, _, .client) = mallory.verdict else {
+            Issue.record("the live allow-clients refuses: \(mallory.verdict)")
+            return
+        }
+        #expect(mallory.shadowRefusal == nil)
+        #expect(decide("<mallory@live.example>").shadowRefusal != nil)
+    }
+
+    /// A shadow user rule does not name its user to a live `known`, nor does a shadow rewrite to a
+    /// known user; with the shadow rules live, both would.
+    @Test func aShadowUserRuleNamesItsUserOnlyToTheShadowWorld() {
+        let bob = decide("<bob@named.example>")
+        guard case .reject(_, _, .unknownUser) = bob.verdict else {
+            Issue.record("bob is not known to the live guard: \(bob.verdict)")
+            return
+        }
+        #expect(bob.copies.isEmpty)
+        #expect(decide("<carol@named.example>").verdict == .accept)
+        let dave = decide("<dave@named.example>")
+        #expect(dave.verdict != .accept)
+    }
+
+    /// A shadow user list takes the place of the domain's only in the shadow world.
+    @Test func aShadowUserAllowListIsAskedOnlyAsIfLive() {
+        let erin = decide("<erin@clients.example>")
+        #expect(erin.verdict == .accept)
+        guard case .reject(let reply, _, .client) = erin.shadowRefusal else {
+            Issue.record("erin's shadow list would refuse 192.0.2.1: \(String(describing: erin.shadowRefusal))")
+            return
+        }
+        #expect(reply.code == "550")
+        #expect(decide("<erin@clients.example>", from: "198.51.100.7").verdict != .accept)
+    }
+
+    /// A local submission is never refused, by a live guard or a shadow one.
+    @Test func aLocalSubmissionHasNoShadowRefusal() {
+        let mallory = set.decide(recipient: "<mallory@shadow.example>", client: .localSubmission)
+        #expect(mallory.verdict == .accept)
+        #expect(mallory.shadowRefusal == nil)
+        #expect(!mallory.guardWaived)
+    }
+}

@@ -1,4 +1,5 @@
-/// The edits of one message: silent copies with ORCPT, deduplication, delete-before-add, the marker.
+/// The edits of one message: silent copies with ORCPT, deduplication, delete-before-add, the marker,
+/// and what shadow rules would edit.
 
 import Testing
 
@@ -18,8 +19,14 @@ import Testing
                 user frank rewrite frank@mda.example.test
                 user fred rewrite frank@mda.example.test
                 user zoe rewrite bob@example.org
+                shadow user walt rewrite walt@new.example
+                shadow user yan copy xavier@gapps.example.org
             domain example.net
                 user carol.smith rewrite carol
+            domain new.example
+                shadow
+                copy %u@gw.example
+                known alice
             """)
     }
 
@@ -114,5 +121,67 @@ import Testing
         #expect(accepted == MessagePlan.maximumRecipients)
         let oneMore = plan.record(decision)
         #expect(!oneMore)
+    }
+
+    // Shadow rules: the live edits never hold a shadow target; what the shadow rules would do is
+    // what the plan would edit with them live, reported apart.
+
+    func additions(_ additions: [MessagePlan.Addition]) -> [String] {
+        additions.map { "\($0.kind.rawValue) \($0.target.address) for \($0.forRecipient)" }
+    }
+
+    @Test func aShadowRewriteDeletesNothingAndTheLiveCopyGoes() {
+        let edits = plan([("<walt@example.org>", [])])
+        #expect(
+            edits.edits.map(\.description) == [
+                "add-rcpt walt@gapps.example.org NOTIFY=NEVER ORCPT=rfc822;walt@example.org",
+                "add-header X-Splitmilter-Copied: mx1.test",
+            ])
+        #expect(additions(edits.additions) == ["copy walt@gapps.example.org for <walt@example.org>"])
+        #expect(additions(edits.shadowAdditions) == ["rewrite walt@new.example for <walt@example.org>"])
+        #expect(edits.shadowSkipped.isEmpty)
+    }
+
+    /// yan's shadow copy would go where xavier's live copy already goes; yan's own live copy,
+    /// which the shadow rule supersedes, is sent.
+    @Test func aShadowCopyThatALiveOneMakesIsASkip() {
+        for recipients in [
+            ["<xavier@example.org>", "<yan@example.org>"], ["<yan@example.org>", "<xavier@example.org>"],
+        ] {
+            let edits = plan(recipients.map { ($0, []) })
+            #expect(
+                Set(edits.edits.map(\.description)) == [
+                    "add-rcpt xavier@gapps.example.org NOTIFY=NEVER ORCPT=rfc822;xavier@example.org",
+                    "add-rcpt yan@gapps.example.org NOTIFY=NEVER ORCPT=rfc822;yan@example.org",
+                    "add-header X-Splitmilter-Copied: mx1.test",
+                ])
+            #expect(edits.shadowAdditions.isEmpty)
+            #expect(
+                edits.shadowSkipped.map { "\($0.target.address) for \($0.forRecipient): \($0.reason)" } == [
+                    "xavier@gapps.example.org for <yan@example.org>: already a recipient or copy"
+                ])
+        }
+    }
+
+    @Test func aShadowOnlyMessageGetsNoEditAndNoMarker() {
+        let edits = plan([("<alice@new.example>", [])])
+        #expect(edits.edits.isEmpty)
+        #expect(edits.additions.isEmpty)
+        #expect(additions(edits.shadowAdditions) == ["copy alice@gw.example for <alice@new.example>"])
+    }
+
+    /// A recipient the shadow guard would refuse is not in the plan with the shadow rules live.
+    @Test func aRecipientAShadowGuardWouldRefuseAddsNothing() {
+        let edits = plan([("<mallory@new.example>", []), ("<alice@new.example>", [])])
+        #expect(edits.edits.isEmpty)
+        #expect(additions(edits.shadowAdditions) == ["copy alice@gw.example for <alice@new.example>"])
+    }
+
+    @Test func aMarkedMessageSkipsTheShadowCopiesToo() {
+        let edits = plan([("<alice@new.example>", []), ("<bob@example.org>", [])], marked: true)
+        #expect(edits.edits.isEmpty)
+        #expect(edits.skipped.map(\.reason) == ["message was already copied here"])
+        #expect(edits.shadowSkipped.map(\.target.address.description) == ["alice@gw.example"])
+        #expect(edits.shadowSkipped.map(\.reason) == ["message was already copied here"])
     }
 }

@@ -1,4 +1,5 @@
-/// Which rule fires for a recipient: domain-wide, excluded, per user, subdomains, unusable local parts.
+/// Which rule fires for a recipient: domain-wide, excluded, per user, subdomains, unusable local parts,
+/// shadow rules.
 
 import Testing
 
@@ -23,6 +24,17 @@ import Testing
                 rewrite %b@local.example
             domain sub.lists.example
                 copy exact@copy.example
+            domain shadowed.example
+                copy %u@gapps.example.org
+                rewrite %u@primary.example
+                shadow user allie copy alice@new.example
+                shadow user bob rewrite bob@new.example
+                user carol copy carol@archive.example
+                shadow user carol rewrite carol@new.example
+                shadow user dan copy dan@shadowed.example
+            domain new.example
+                shadow
+                copy %u@gw.example
             """)
     }
 
@@ -83,5 +95,63 @@ import Testing
         let decision = selfCopy.decide(recipient: "<alice@Example.org>")
         #expect(decision.copies.map(\.address.description) == ["other@copy.example"])
         #expect(decision.problems.count == 1)
+    }
+
+    // Shadow rules decide as live ones do; their targets are marked, and a live target a shadow
+    // user rule takes the place of is superseded (still sent).
+
+    func targets(_ targets: [PlannedTarget]) -> [String] {
+        targets.map { "\($0.address) \($0.standing)" }
+    }
+
+    @Test func aRecipientWithoutShadowRulesIsDecidedAsBefore() {
+        let dave = set.decide(recipient: "<dave@shadowed.example>")
+        #expect(targets(dave.copies) == ["dave@gapps.example.org live"])
+        #expect(dave.rewrite?.standing == .live)
+        #expect(dave.sentRewrite?.address.description == "dave@primary.example")
+        #expect(!dave.involvesShadow)
+    }
+
+    @Test func aShadowUserCopySupersedesTheDomainCopy() throws {
+        let allie = set.decide(recipient: "<allie@shadowed.example>")
+        #expect(targets(allie.copies) == ["alice@new.example shadow", "allie@gapps.example.org superseded"])
+        #expect(allie.rewrite?.address.description == "allie@primary.example", "no user rewrite: the domain's")
+        #expect(allie.involvesShadow)
+        guard case .user(let rule) = allie.selection else {
+            Issue.record("allie is selected by her user rule: \(allie.selection)")
+            return
+        }
+        #expect(rule.isShadow)
+        #expect(rule.text == "shadow user allie copy alice@new.example")
+    }
+
+    @Test func aShadowUserRewriteSupersedesTheDomainRewrite() {
+        let bob = set.decide(recipient: "<bob@shadowed.example>")
+        #expect(bob.rewrite?.address.description == "bob@new.example")
+        #expect(bob.rewrite?.isShadow == true)
+        #expect(bob.supersededRewrite?.address.description == "bob@primary.example")
+        #expect(bob.supersededRewrite?.standing == .superseded)
+        #expect(bob.sentRewrite == bob.supersededRewrite)
+        #expect(targets(bob.copies) == ["bob@gapps.example.org live"])
+        let carol = set.decide(recipient: "<carol@shadowed.example>")
+        #expect(targets(carol.copies) == ["carol@archive.example live"])
+        #expect(carol.rewrite?.isShadow == true)
+        #expect(carol.sentRewrite?.address.description == "carol@primary.example")
+    }
+
+    @Test func aShadowSectionMarksEveryTarget() {
+        let erin = set.decide(recipient: "<erin@new.example>")
+        #expect(targets(erin.copies) == ["erin@gw.example shadow"])
+        #expect(erin.involvesShadow)
+    }
+
+    /// What keeps a shadow rule from a target is a shadow problem, apart from the live ones.
+    @Test func aShadowRuleProblemIsKeptApart() {
+        let dan = set.decide(recipient: "<dan@shadowed.example>")
+        #expect(dan.problems.isEmpty)
+        #expect(
+            dan.shadowProblems == ["copy target dan@shadowed.example is the recipient itself (/etc/sm/main.rules:21)"])
+        #expect(targets(dan.copies) == ["dan@gapps.example.org superseded"])
+        #expect(dan.involvesShadow)
     }
 }
