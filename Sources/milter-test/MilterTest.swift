@@ -9,7 +9,7 @@ struct MilterTest: ParsableCommand {
         commandName: "milter-test",
         abstract: "Check splitmilter rules, explain them, and talk to any milter.",
         version: SplitmilterVersion.string,
-        subcommands: [Check.self, Explain.self, Send.self, Bench.self]
+        subcommands: [Check.self, Explain.self, Send.self, Bench.self, Ping.self]
     )
 
     /// Like ArgumentParser's `main()`, except that usage errors exit with 2 (as `check` and `send`
