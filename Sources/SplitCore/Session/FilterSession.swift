@@ -12,6 +12,9 @@
 /// - Every value from the client that reaches a log line is escaped by the log handler, not here.
 /// - The counters add up to what Postfix did: a refusal is counted when it is answered, a copy or
 ///   a rewrite only once end of message has sent its edit (`SessionCounters`).
+/// - Shadow rules change nothing Postfix does: their targets are never sent and their refusals
+///   never answered. What they would do is logged as the live lines are, with `shadow ` before the
+///   kind, and counted with `shadow: true`.
 
 /// What a session asks of the MTA side: libmilter's context in the daemon, valid only inside the
 /// callback that was handed it; a fake in the tests.
@@ -106,6 +109,7 @@ public final class FilterSession {
             if decision.guardWaived, let note = decision.guardNote {
                 log.log(.info, "\(Self.queueID(actions)): rcpt=\(raw) \(note)")
             }
+            if let refusal = decision.shadowRefusal { shadowRefused(raw, refusal, decision.section, actions: actions) }
         case .reject(let reply, let because, let refusedBy), .tempfail(let reply, let because, let refusedBy):
             log.log(.info, "\(Self.queueID(actions)): reject: rcpt=\(raw) \(reply) (\(because))")
             try actions.setReply(code: reply.code, enhanced: reply.enhanced, text: reply.text)
@@ -118,6 +122,16 @@ public final class FilterSession {
         }
         // Never an accept: that would end filtering of the message and skip end of message.
         return .proceed
+    }
+
+    /// A shadow guard would have refused the recipient: logged and counted, not answered.
+    func shadowRefused(_ raw: String, _ refusal: Verdict, _ section: SourceLocation?, actions: some MilterActions) {
+        switch refusal {
+        case .accept: break
+        case .reject(let reply, let because, let refusedBy), .tempfail(let reply, let because, let refusedBy):
+            log.log(.info, "\(Self.queueID(actions)): shadow reject: rcpt=\(raw) \(reply) (\(because))")
+            counters.count(refusedBy.outcome, section: section, shadow: true)
+        }
     }
 
     /// RCPT without an address (libmilter passed none): nothing to decide.
@@ -150,6 +164,9 @@ public final class FilterSession {
             for problem in decision.problems {
                 log.log(.warning, "\(Self.queueID(actions)): rcpt=\(decision.recipient) \(problem)")
             }
+            for problem in decision.shadowProblems {
+                log.log(.warning, "\(Self.queueID(actions)): rcpt=\(decision.recipient) shadow \(problem)")
+            }
             if case .excluded(let rule) = decision.selection {
                 log.log(
                     .debug,
@@ -167,38 +184,55 @@ public final class FilterSession {
         count(result)
         guard log.isEnabled(.info) else { return .proceed }
         let queueID = Self.queueID(actions)
-        for addition in result.additions {
-            log.write(
-                .info,
-                "\(queueID): rcpt=\(addition.forRecipient) \(addition.kind.rawValue)=\(addition.target.address) rule=\(addition.target.rule.location.fileAndLine)"
-            )
-        }
-        for skip in result.skipped {
-            log.write(
-                .info,
-                "\(queueID): rcpt=\(skip.forRecipient) skipped=\(skip.target.address) reason=\"\(skip.reason)\" rule=\(skip.target.rule.location.fileAndLine)"
-            )
-        }
+        logEdits(result.additions, result.skipped, queueID: queueID, mark: "")
+        logEdits(result.shadowAdditions, result.shadowSkipped, queueID: queueID, mark: "shadow ")
         return .proceed
     }
 
-    /// Counts a message whose edits were all sent: what each target and recipient came to.
+    /// One line per addition and skip; `mark` goes before the kind.
+    func logEdits(_ additions: [MessagePlan.Addition], _ skipped: [MessagePlan.Skip], queueID: String, mark: String) {
+        for addition in additions {
+            log.write(
+                .info,
+                "\(queueID): rcpt=\(addition.forRecipient) \(mark)\(addition.kind.rawValue)=\(addition.target.address) rule=\(addition.target.rule.location.fileAndLine)"
+            )
+        }
+        for skip in skipped {
+            log.write(
+                .info,
+                "\(queueID): rcpt=\(skip.forRecipient) \(mark)skipped=\(skip.target.address) reason=\"\(skip.reason)\" rule=\(skip.target.rule.location.fileAndLine)"
+            )
+        }
+    }
+
+    /// Counts a message whose edits were all sent: what each target and recipient came to, and
+    /// what the shadow rules would have made of them.
     func count(_ result: MessagePlan.Edits) {
         counters.countMessage()
-        for addition in result.additions {
-            counters.count(
-                addition.kind == .copy ? .copy : .rewrite, section: addition.decision.section, shadow: false)
-        }
-        for skip in result.skipped {
-            counters.count(.duplicate, section: skip.decision.section, shadow: false)
-        }
+        count(result.additions, result.skipped, shadow: false)
+        count(result.shadowAdditions, result.shadowSkipped, shadow: true)
         for decision in plan.decisions {
             for _ in decision.problems {
                 counters.count(.unsafe, section: decision.section, shadow: false)
             }
-            if decision.copies.isEmpty, decision.rewrite == nil, decision.problems.isEmpty {
+            for _ in decision.shadowProblems {
+                counters.count(.unsafe, section: decision.section, shadow: true)
+            }
+            if decision.problems.isEmpty, decision.sentRewrite == nil,
+                !decision.copies.contains(where: { !$0.isShadow })
+            {
                 counters.count(.none, section: decision.section, shadow: false)
             }
+        }
+    }
+
+    func count(_ additions: [MessagePlan.Addition], _ skipped: [MessagePlan.Skip], shadow: Bool) {
+        for addition in additions {
+            counters.count(
+                addition.kind == .copy ? .copy : .rewrite, section: addition.decision.section, shadow: shadow)
+        }
+        for skip in skipped {
+            counters.count(.duplicate, section: skip.decision.section, shadow: shadow)
         }
     }
 

@@ -78,6 +78,13 @@ final class FakeCounters: SessionCounters, @unchecked Sendable {
                 user carol rewrite carol@mailbox.example.net
             domain users.example
                 known alice
+            domain shadow.example
+                shadow
+                copy %u@gw.example
+                known alice
+            domain mixed.example
+                copy %u@copy.example.org
+                shadow user dave rewrite dave@new.example
             """)
     }
 
@@ -262,5 +269,45 @@ final class FakeCounters: SessionCounters, @unchecked Sendable {
         #expect(counters.recipients == 3)
         #expect(counters.messages == 0)
         #expect(counters.outcomes == ["refused_unknown_user@5"])
+    }
+
+    /// A message whose every rule is a shadow rule gets no edit and no refusal; what the rules
+    /// would do is logged and counted as shadow (mallory's copy is not: she would be refused).
+    @Test func anAllShadowMessageIsNotTouched() throws {
+        let milter = FakeMilter()
+        let log = FakeLog(level: .info)
+        let counters = FakeCounters()
+        let answers = try send(
+            session(log: log, counters: counters), milter, to: ["<alice@shadow.example>", "<mallory@shadow.example>"])
+        #expect(answers.rcpt == [.proceed, .proceed])
+        #expect(answers.eom == .proceed)
+        #expect(milter.replies.isEmpty)
+        #expect(milter.edits.isEmpty)
+        #expect(milter.violations.isEmpty)
+        #expect(
+            log.lines == [
+                "4XyZ1234: shadow reject: rcpt=<mallory@shadow.example> 550 5.1.1 <mallory@shadow.example>: Recipient address rejected: User unknown (not a known user (/etc/sm/main.rules:10))",
+                "4XyZ1234: rcpt=<alice@shadow.example> shadow copy=alice@gw.example rule=/etc/sm/main.rules:9",
+            ])
+        #expect(counters.outcomes == ["shadow refused_unknown_user@7", "shadow copy@7", "none@7", "none@7"])
+    }
+
+    /// The live copy goes; the shadow rewrite deletes nothing and is logged and counted as shadow.
+    @Test func aShadowRewriteBesideALiveCopy() throws {
+        let milter = FakeMilter()
+        let log = FakeLog(level: .info)
+        let counters = FakeCounters()
+        _ = try send(session(log: log, counters: counters), milter, to: ["<dave@mixed.example>"])
+        #expect(
+            milter.edits == [
+                "add-rcpt <dave@copy.example.org> NOTIFY=NEVER ORCPT=rfc822;dave@mixed.example",
+                "add-header X-Splitmilter-Copied: mx1.test",
+            ])
+        #expect(
+            log.lines == [
+                "4XyZ1234: rcpt=<dave@mixed.example> copy=dave@copy.example.org rule=/etc/sm/main.rules:12",
+                "4XyZ1234: rcpt=<dave@mixed.example> shadow rewrite=dave@new.example rule=/etc/sm/main.rules:13",
+            ])
+        #expect(counters.outcomes == ["copy@11", "shadow rewrite@11"])
     }
 }
