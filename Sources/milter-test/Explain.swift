@@ -55,6 +55,9 @@ extension MilterTest {
         @Flag(help: "Print JSON instead of text.")
         var json = false
 
+        @Flag(help: "Every rule is a shadow rule, as for splitmilter --dry-run: nothing is sent or refused.")
+        var dryRun = false
+
         func validate() throws {
             guard !recipients.isEmpty else { throw ValidationError("give at least one --rcpt") }
             if let client, IPAddress(client) == nil {
@@ -77,7 +80,7 @@ extension MilterTest {
 
         func run() throws {
             var standardError = StandardError()
-            let loaded = RuleLoader.load(rules)
+            let loaded = RuleParser.parse(file: rules, source: DiskRuleSource(), dryRun: dryRun)
             for diagnostic in loaded.diagnostics { print(diagnostic, to: &standardError) }
             guard let ruleSet = loaded.ruleSet else { throw ExitCode.failure }
             let local = ClientContext.localSubmission

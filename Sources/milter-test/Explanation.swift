@@ -1,4 +1,8 @@
 /// The printed forms of `explain`: a stable text form for people and golden files, and JSON.
+///
+/// Shadow rules are shown for what they are: their targets `not sent (shadow)`, a shadow guard's
+/// refusal as what it `would refuse`, a live target a shadow rule would take the place of as
+/// `superseded`, and what the shadow rules would add after the edits, apart from them.
 
 import Foundation
 import SplitCore
@@ -23,6 +27,31 @@ struct Explanation {
         }
     }
 
+    /// What a shadow guard would answer, as `explain` prints it.
+    static func describe(shadowRefusal verdict: Verdict) -> String {
+        switch verdict {
+        case .accept: "would accept"
+        case .reject(let reply, let because, _), .tempfail(let reply, let because, _):
+            "would refuse \(reply) (\(because))"
+        }
+    }
+
+    /// A target's line, `copy ADDRESS  [rule]` or `rewrite to ADDRESS  [rule]`, marked when shadow
+    /// rules stand in its way.
+    static func describe(_ target: PlannedTarget, as kind: MessagePlan.Addition.Kind) -> String {
+        let sent = kind == .copy ? "copy" : "rewrite to"
+        return switch target.standing {
+        case .live: "\(sent) \(target.address)  [\(target.rule)]"
+        case .shadow: "shadow \(kind.rawValue) → \(target.address): not sent (shadow)  [\(target.rule)]"
+        case .superseded: "\(sent) \(target.address)  [\(target.rule)] (superseded by a shadow rule)"
+        }
+    }
+
+    /// `copy ADDRESS for <recipient>`: one of the shadow rules' additions.
+    static func describe(_ addition: MessagePlan.Addition) -> String {
+        "\(addition.kind.rawValue) \(addition.target.address) for \(addition.forRecipient)"
+    }
+
     static func describe(_ selection: Selection) -> String {
         switch selection {
         case .noSection: "no domain section"
@@ -38,20 +67,32 @@ struct Explanation {
         for decision in decisions {
             out += "rcpt \(decision.recipient): \(Self.describe(decision.selection))\n"
             if decision.verdict != .accept { out += "  \(Self.describe(decision.verdict))\n" }
+            if let refusal = decision.shadowRefusal { out += "  shadow: \(Self.describe(shadowRefusal: refusal))\n" }
             if let note = decision.guardNote { out += decision.guardWaived ? "  \(note)\n" : "  client: \(note)\n" }
-            for copy in decision.copies { out += "  copy \(copy.address)  [\(copy.rule)]\n" }
-            if let rewrite = decision.rewrite { out += "  rewrite to \(rewrite.address)  [\(rewrite.rule)]\n" }
+            for copy in decision.copies { out += "  \(Self.describe(copy, as: .copy))\n" }
+            for rewrite in [decision.supersededRewrite, decision.rewrite].compactMap(\.self) {
+                out += "  \(Self.describe(rewrite, as: .rewrite))\n"
+            }
             for problem in decision.problems { out += "  problem: \(problem)\n" }
+            for problem in decision.shadowProblems { out += "  shadow problem: \(problem)\n" }
         }
         for skip in edits.skipped { out += "skipped \(skip.target.address) for \(skip.forRecipient): \(skip.reason)\n" }
         out += "edits at end of message:\(edits.edits.isEmpty ? " none" : "")\n"
         for edit in edits.edits { out += "  \(edit)\n" }
+        guard !edits.shadowAdditions.isEmpty || !edits.shadowSkipped.isEmpty else { return out }
+        out += "shadow rules would add (not sent):\n"
+        for addition in edits.shadowAdditions { out += "  \(Self.describe(addition))\n" }
+        for skip in edits.shadowSkipped {
+            out += "  skipped \(skip.target.address) for \(skip.forRecipient): \(skip.reason)\n"
+        }
         return out
     }
 
     struct Target: Codable {
         let address: String
         let rule: String
+        /// `live`, `shadow` (not sent) or `superseded` (sent until the shadow rule is live).
+        let standing: String
     }
 
     struct Recipient: Codable {
@@ -59,8 +100,11 @@ struct Explanation {
         let selection: String
         let copies: [Target]
         let rewrite: Target?
+        let supersededRewrite: Target?
         let problems: [String]
+        let shadowProblems: [String]
         let verdict: String
+        let shadowRefusal: String?
         let accepted: String?
     }
 
@@ -68,21 +112,30 @@ struct Explanation {
         let recipients: [Recipient]
         let skipped: [String]
         let edits: [String]
+        /// What the shadow rules would add and skip: never sent.
+        let shadowAdditions: [String]
+        let shadowSkipped: [String]
     }
 
     func json() throws -> String {
         func target(_ t: PlannedTarget) -> Target {
-            Target(address: t.address.description, rule: t.rule.location.fileAndLine)
+            Target(address: t.address.description, rule: t.rule.location.fileAndLine, standing: "\(t.standing)")
+        }
+        func skip(_ skip: MessagePlan.Skip) -> String {
+            "\(skip.target.address) for \(skip.forRecipient): \(skip.reason)"
         }
         let document = Document(
             recipients: decisions.map {
                 Recipient(
                     recipient: $0.recipient, selection: Self.describe($0.selection), copies: $0.copies.map(target),
-                    rewrite: $0.rewrite.map(target), problems: $0.problems, verdict: Self.describe($0.verdict),
-                    accepted: $0.guardNote)
+                    rewrite: $0.rewrite.map(target), supersededRewrite: $0.supersededRewrite.map(target),
+                    problems: $0.problems, shadowProblems: $0.shadowProblems, verdict: Self.describe($0.verdict),
+                    shadowRefusal: $0.shadowRefusal.map { Self.describe(shadowRefusal: $0) }, accepted: $0.guardNote)
             },
-            skipped: edits.skipped.map { "\($0.target.address) for \($0.forRecipient): \($0.reason)" },
-            edits: edits.edits.map(\.description)
+            skipped: edits.skipped.map(skip),
+            edits: edits.edits.map(\.description),
+            shadowAdditions: edits.shadowAdditions.map(Self.describe),
+            shadowSkipped: edits.shadowSkipped.map(skip)
         )
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
