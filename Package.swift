@@ -4,6 +4,9 @@ import PackageDescription
 
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
+let flyingFox = Target.Dependency.product(name: "FlyingFox", package: "FlyingFox")
+let flyingSocks = Target.Dependency.product(name: "FlyingSocks", package: "FlyingFox")
 
 let package = Package(
     name: "splitmilter",
@@ -14,6 +17,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // The metrics page's registry and its HTTP listener: two small packages, no SwiftNIO.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         // The C module over Debian's libmilter: only what Swift cannot call directly.
@@ -24,18 +30,27 @@ let package = Package(
         ),
         // The C module over glibc's libresolv, for the DNS lookups of `spf:` sources.
         .target(name: "CResolvShim", linkerSettings: [.linkedLibrary("resolv")]),
+        // The C module over OpenSSL's libcrypto, for the SHA-256 of the rule files as read.
+        .target(name: "CCryptoShim", linkerSettings: [.linkedLibrary("crypto")]),
         // PURE: rule file language, per-recipient decisions, per-message plan. No I/O.
         .target(name: "SplitCore"),
         // The operating-system side shared by both executables: rule files on disk, sockets, logging.
-        .target(name: "SplitSystem", dependencies: ["SplitCore", "CResolvShim", logging]),
+        .target(name: "SplitSystem", dependencies: ["SplitCore", "CResolvShim", "CCryptoShim", logging]),
+        // SHELL: the daemon's Prometheus metrics and their HTTP listener (/metrics, /ready, /health).
+        .target(
+            name: "SplitMetrics",
+            dependencies: ["SplitCore", "SplitSystem", prometheus, flyingFox, flyingSocks, logging]),
         // SHELL: the only code that touches libmilter.
-        .target(name: "SplitDaemon", dependencies: ["CMilterShim", "SplitCore", "SplitSystem", "MilterProtocol", logging]),
+        .target(
+            name: "SplitDaemon",
+            dependencies: ["CMilterShim", "SplitCore", "SplitSystem", "SplitMetrics", "MilterProtocol", logging]),
         // PURE: the milter wire protocol (version 6) as frames and typed messages. No sockets.
         .target(name: "MilterProtocol"),
         // SHELL: the MTA side of a milter session over unix/inet sockets, built on MilterProtocol.
         .target(name: "MilterClient", dependencies: ["MilterProtocol"]),
         .executableTarget(
-            name: "splitmilter", dependencies: ["SplitDaemon", "SplitSystem", "MilterProtocol", argumentParser]),
+            name: "splitmilter",
+            dependencies: ["SplitDaemon", "SplitSystem", "SplitMetrics", "MilterProtocol", argumentParser]),
         .executableTarget(
             name: "milter-test",
             dependencies: ["SplitCore", "SplitSystem", "MilterProtocol", "MilterClient", argumentParser]
@@ -43,6 +58,7 @@ let package = Package(
         .testTarget(name: "SplitCoreTests", dependencies: ["SplitCore"]),
         .testTarget(name: "SplitSystemTests", dependencies: ["SplitSystem", "SplitCore"]),
         .testTarget(name: "MilterProtocolTests", dependencies: ["MilterProtocol"]),
+        .testTarget(name: "SplitMetricsTests", dependencies: ["SplitMetrics", "SplitCore"]),
         // The built milter-test and splitmilter as an administrator runs them: golden explain cases,
         // send against the daemon and opendkim, bench, the README's examples.
         .testTarget(name: "MilterTestTests", dependencies: ["MilterProtocol", "MilterClient"]),

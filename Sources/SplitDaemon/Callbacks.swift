@@ -13,6 +13,7 @@ internal import CMilterShim
 import Glibc
 import Logging
 import SplitCore
+import SplitMetrics
 
 /// The longest argv libmilter hands us that we read: RCPT has one address and a few ESMTP params.
 let maximumArguments = 64
@@ -72,7 +73,9 @@ enum Callbacks {
             }
         }
         d.xxfi_eom = { ctx in
-            Callbacks.guarded(ctx, .eom) { ctx, session in try session.filter.endOfMessage(actions: ctx) }
+            let started = LatencyHistogram.now()
+            defer { runtime.metrics.endOfMessage.record(since: started) }
+            return Callbacks.guarded(ctx, .eom) { ctx, session in try session.filter.endOfMessage(actions: ctx) }
         }
         d.xxfi_abort = { ctx in
             Callbacks.guarded(ctx, .abort) { _, session in
@@ -87,6 +90,7 @@ enum Callbacks {
             if let pointer = Libmilter.getPrivate(context) {
                 Unmanaged<Session>.fromOpaque(pointer).release()
                 try? Libmilter.setPrivate(context, nil)
+                runtime.metrics.connectionClosed()
             }
             return SMFIS_CONTINUE
         }
@@ -95,12 +99,14 @@ enum Callbacks {
 
     /// Runs one callback body and turns its answer into libmilter's. A thrown error goes to the
     /// session (`FilterSession.failed`): TEMPFAIL, or, in a step negotiated as no-reply, remembered
-    /// for end of message; such a step always answers NOREPLY.
+    /// for end of message; such a step always answers NOREPLY. Errors and TEMPFAIL answers are
+    /// counted here, whatever their cause.
     static func guarded(
         _ ctx: OpaquePointer?, _ step: SessionStep, _ body: (MilterContext, Session) throws -> StepAnswer
     ) -> Int32 {
         guard let ctx else {
             runtime.logger.error("libmilter passed no context", metadata: ["stage": "\(step.rawValue)"])
+            runtime.metrics.answeredTempfail(step)
             return SMFIS_TEMPFAIL
         }
         let context = MilterContext(pointer: ctx)
@@ -112,13 +118,16 @@ enum Callbacks {
         do {
             answer = try body(context, session)
         } catch {
+            runtime.metrics.callbackFailed(step)
             answer = session.filter.failed(step, error, canAnswer: !noReply, actions: context)
         }
         if noReply { return SMFIS_NOREPLY }
         switch answer {
         case .proceed: return SMFIS_CONTINUE
         case .reject: return SMFIS_REJECT
-        case .tempfail: return SMFIS_TEMPFAIL
+        case .tempfail:
+            runtime.metrics.answeredTempfail(step)
+            return SMFIS_TEMPFAIL
         }
     }
 
@@ -143,6 +152,7 @@ enum Callbacks {
         let pointer = Unmanaged.passRetained(created).toOpaque()
         do {
             try Libmilter.setPrivate(ctx, pointer)
+            runtime.metrics.connectionOpened()
         } catch {
             Unmanaged<Session>.fromOpaque(pointer).release()
         }

@@ -1,12 +1,13 @@
-/// The daemon's life: load the rules, open the socket, register with libmilter, give up root, tell
-/// systemd it is ready, run until a stop signal, clean up. Everything fatal is printed before
-/// libmilter starts, because once `smfi_main` runs, libmilter reports its own failures only to
-/// syslog.
+/// The daemon's life: load the rules, open the socket, register with libmilter, start the metrics
+/// listener, give up root, tell systemd it is ready, run until a stop signal, clean up. Everything
+/// fatal is printed before libmilter starts, because once `smfi_main` runs, libmilter reports its
+/// own failures only to syslog.
 
 import Glibc
 import Logging
 import MilterProtocol
 import SplitCore
+import SplitMetrics
 import SplitSystem
 
 public struct DaemonOptions: Sendable {
@@ -26,11 +27,13 @@ public struct DaemonOptions: Sendable {
     public var user: String?
     /// Seconds libmilter waits for the MTA's next command on a connection (`smfi_settimeout`).
     public var timeout: Int
+    /// Where to serve /metrics, /ready and /health; nil: nowhere.
+    public var metrics: MetricsAddress?
 
     public init(
         rulesPath: String, socket: MilterEndpoint, socketMode: UInt32, socketGroup: String?, instance: String,
         noReply: NoReplyMode, dnsServer: ResolverDNS?, spfRefresh: Int, spfCache: String?, user: String?,
-        timeout: Int
+        timeout: Int, metrics: MetricsAddress?
     ) {
         self.rulesPath = rulesPath
         self.socket = socket
@@ -43,6 +46,7 @@ public struct DaemonOptions: Sendable {
         self.spfCache = spfCache
         self.user = user
         self.timeout = timeout
+        self.metrics = metrics
     }
 }
 
@@ -103,7 +107,13 @@ public enum Daemon {
             try Libmilter.setTimeout(options.timeout)
             try Libmilter.register(Callbacks.description())
             try Libmilter.openSocket()
-            // Threads start only after this: the reload and refresh threads below, libmilter's in main().
+            // Bound before root is given up, like the milter socket (a port below 1024 needs root).
+            // Its threads are the first; they give up root with the rest of the process (glibc's
+            // setuid changes every thread) and read nothing but memory.
+            if let address = options.metrics {
+                try MetricsListener.start(address, metrics: runtime.metrics, logger: logger)
+            }
+            // Libmilter's threads, and the reload and refresh threads below, start only after this.
             if let account { try Privileges.become(account) }
         } catch {
             logger.critical("\(error)")
@@ -119,8 +129,10 @@ public enum Daemon {
         if resolvesSPF { refresher.runSchedule() }
         let noReply = options.noReply.enabled(for: options.socket) ? "; no-reply steps on" : ""
         let user = account.map { " as user \($0.name)" } ?? ""
+        let metrics = options.metrics.map { "; metrics on http://\($0)/metrics" } ?? ""
         logger.info(
-            "listening on \(options.socket)\(user) with \(summary); SIGUSR1 reloads \(options.rulesPath)\(noReply)")
+            "listening on \(options.socket)\(user) with \(summary); SIGUSR1 reloads \(options.rulesPath)\(noReply)\(metrics)"
+        )
         // The socket listens: a connection made from now on is queued and served.
         notifier.ready(status: "rules: \(summary)")
         do {
@@ -135,9 +147,9 @@ public enum Daemon {
     }
 
     /// Loads the rule file and puts the rules and settings into `runtime`; nil (logged) on errors.
-    /// Returns the rules' summary and whether they name `spf:` sources.
+    /// Returns the rules' summary (with their hash) and whether they name `spf:` sources.
     static func configure(_ options: DaemonOptions, logger: Logger) -> (summary: String, resolvesSPF: Bool)? {
-        let loaded = RuleLoader.load(options.rulesPath)
+        let (loaded, sha256) = RuleLoader.loadWithDigest(options.rulesPath)
         for diagnostic in loaded.diagnostics { logger.log(level: level(diagnostic), "\(diagnostic)") }
         guard let rules = loaded.ruleSet else {
             logger.critical("\(loaded.errors.count) error(s) in \(options.rulesPath); not starting")
@@ -147,8 +159,8 @@ public enum Daemon {
             settings: DaemonSettings(
                 rulesPath: options.rulesPath, marker: CopyMarker(instance: options.instance),
                 noReply: options.noReply.enabled(for: options.socket)),
-            rules: rules, logger: logger)
-        return (RuleReport.summary(rules), !rules.spfDomains.isEmpty)
+            rules: rules, counters: runtime.metrics.rulesLoaded(rules, sha256: sha256, reload: false), logger: logger)
+        return (RuleReport.summary(rules, sha256: sha256), !rules.spfDomains.isEmpty)
     }
 
     /// Re-reads the rule file; on any error the old rules stay in force. Returns a status line.
@@ -157,14 +169,16 @@ public enum Daemon {
     static func reload() -> String {
         let logger = runtime.logger
         let path = runtime.settings.rulesPath
-        let loaded = RuleLoader.load(path)
+        let (loaded, sha256) = RuleLoader.loadWithDigest(path)
         for diagnostic in loaded.diagnostics { logger.log(level: level(diagnostic), "\(diagnostic)") }
         guard let rules = loaded.ruleSet else {
+            runtime.metrics.reloadFailed()
             logger.error("reload of \(path) failed with \(loaded.errors.count) error(s); keeping the previous rules")
             return "reload failed with \(loaded.errors.count) error(s); previous rules in force"
         }
-        let summary = RuleReport.summary(rules)
-        RuleRetirement.retire(runtime.replaceRules(rules), logger: logger)
+        let summary = RuleReport.summary(rules, sha256: sha256)
+        let counters = runtime.metrics.rulesLoaded(rules, sha256: sha256, reload: true)
+        RuleRetirement.retire(runtime.replaceRules(rules, counters: counters), logger: logger)
         logger.info("reloaded \(path): \(summary)")
         return "rules: \(summary)"
     }

@@ -7,9 +7,14 @@
 ///   session takes a process-wide lock, so connections never wait on each other.
 /// - The rules and the `spf:` networks are immutable values, replaced whole (a reload, a refresh):
 ///   a connection keeps the snapshot it started with, and a message never mixes two rule versions.
+/// - The rules' counters (their section table) are replaced with the rules, in the same lock: a
+///   session counts by the table of the rules it decides by.
+/// - The metrics object is made once, before any thread, and never replaced: libmilter's threads
+///   reach it without a lock.
 
 import Logging
 import SplitCore
+import SplitMetrics
 import Synchronization
 
 public struct DaemonSettings: Sendable {
@@ -28,6 +33,8 @@ public struct DaemonSettings: Sendable {
 /// What one milter connection works with, from its first callback to its last.
 struct Snapshot: Sendable {
     var rules: RuleSet
+    /// What this connection's sessions count into, with the section table of `rules`.
+    var counters: any SessionCounters
     var providers: ProviderNetworks
     var settings: DaemonSettings
     var logger: Logger
@@ -36,15 +43,19 @@ struct Snapshot: Sendable {
 final class DaemonRuntime: Sendable {
     private let state = Mutex(
         Snapshot(
-            rules: .empty, providers: .empty,
+            rules: .empty, counters: NoCounters(), providers: .empty,
             settings: DaemonSettings(rulesPath: "", marker: CopyMarker(instance: "splitmilter"), noReply: false),
             logger: Logger(label: "splitmilter")))
 
+    /// Counted whether or not `--metrics` serves them: a few atomic increments per message.
+    let metrics = DaemonMetrics()
+
     /// Called once, before libmilter starts a thread.
-    func configure(settings: DaemonSettings, rules: RuleSet, logger: Logger) {
+    func configure(settings: DaemonSettings, rules: RuleSet, counters: any SessionCounters, logger: Logger) {
         state.withLock {
             $0.settings = settings
             $0.rules = rules
+            $0.counters = counters
             $0.logger = logger
         }
     }
@@ -57,12 +68,15 @@ final class DaemonRuntime: Sendable {
     var settings: DaemonSettings { state.withLock { $0.settings } }
     var logger: Logger { state.withLock { $0.logger } }
 
-    /// Puts `rules` in force for new connections and returns the rules they replace, unreleased:
-    /// the caller retires them (`RuleRetirement`), so a million rules are never freed inside this
-    /// lock, where every new connection would wait for it.
-    func replaceRules(_ rules: RuleSet) -> RuleSet {
+    /// Puts `rules` (and their `counters`) in force for new connections and returns the rules they
+    /// replace, unreleased: the caller retires them (`RuleRetirement`), so a million rules are never
+    /// freed inside this lock, where every new connection would wait for it.
+    func replaceRules(_ rules: RuleSet, counters: any SessionCounters) -> RuleSet {
         var rules = rules
-        state.withLock { swap(&$0.rules, &rules) }
+        state.withLock {
+            swap(&$0.rules, &rules)
+            $0.counters = counters
+        }
         return rules
     }
 

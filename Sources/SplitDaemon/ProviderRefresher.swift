@@ -1,6 +1,7 @@
 /// Keeps the networks of `spf:` sources current: resolves them at start, refreshes them on a
 /// schedule and on SIGUSR1, keeps the last good list of a domain whose lookup fails, logs what
-/// changed, and writes every good result to a cache file.
+/// changed, counts every lookup (`DaemonMetrics.spfRefreshed`), and writes every good result to a
+/// cache file.
 ///
 /// Start-up with DNS down is an explicit choice: a domain that cannot be resolved is taken from
 /// the cache file; a domain in neither makes the daemon refuse to start (`start` throws), because
@@ -45,6 +46,7 @@ final class ProviderRefresher: Sendable {
                 logger.error("spf:\(domain): \(problem); no cached list in \(cachePath ?? "(no cache file)")")
                 missing.append(domain)
             }
+            runtime.metrics.spfRefreshed(domain, succeeded: false, networks: networks[domain]?.count)
         }
         guard missing.isEmpty else {
             throw StartError(
@@ -52,6 +54,7 @@ final class ProviderRefresher: Sendable {
         }
         for domain in resolution.networks.networks.keys.sorted() {
             logger.info("spf:\(domain): \(networks[domain]?.count ?? 0) networks")
+            runtime.metrics.spfRefreshed(domain, succeeded: true, networks: networks[domain]?.count)
         }
         runtime.replaceProviders(ProviderNetworks(networks))
         writeCache(logger: logger)
@@ -96,6 +99,9 @@ final class ProviderRefresher: Sendable {
             let resolution = ProviderResolution.resolve(domains, dns: dns)
             var networks: [String: [IPNetwork]] = [:]
             for domain in domains {
+                runtime.metrics.spfRefreshed(
+                    domain, succeeded: resolution.networks.networks[domain] != nil,
+                    networks: (resolution.networks.networks[domain] ?? old[domain])?.count)
                 if let fresh = resolution.networks.networks[domain] {
                     networks[domain] = fresh
                     logChanges(domain, from: old[domain], to: fresh, logger: logger)

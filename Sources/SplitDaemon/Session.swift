@@ -19,7 +19,7 @@ final class Session {
         self.snapshot = snapshot
         filter = FilterSession(
             rules: snapshot.rules, providers: snapshot.providers, marker: snapshot.settings.marker,
-            log: LoggerSessionLog(logger: snapshot.logger))
+            log: LoggerSessionLog(logger: snapshot.logger), counters: snapshot.counters)
     }
 
     var logger: Logger { snapshot.logger }

@@ -64,4 +64,13 @@ public enum RuleLoader {
     public static func load(_ path: String) -> RuleParseResult {
         RuleParser.parse(file: path, source: DiskRuleSource())
     }
+
+    /// `load`, and the SHA-256 (64 hex digits) of the files as read: the main file's bytes, then
+    /// each further file's in `RuleSet.files` order (`RuleDigest.swift`). The hash is nil only
+    /// when libcrypto fails.
+    public static func loadWithDigest(_ path: String) -> (result: RuleParseResult, sha256: String?) {
+        let source = DigestingRuleSource()
+        let result = RuleParser.parse(file: path, source: source)
+        return (result, source.digest.finish())
+    }
 }

@@ -5,6 +5,7 @@ import Glibc
 import Logging
 import MilterProtocol
 import SplitDaemon
+import SplitMetrics
 import SplitSystem
 
 struct SplitmilterCommand: ParsableCommand {
@@ -73,6 +74,13 @@ struct SplitmilterCommand: ParsableCommand {
     )
     var timeout = 600
 
+    @Option(
+        name: .long,
+        help:
+            "Serve Prometheus metrics (/metrics), readiness (/ready) and liveness (/health) over HTTP on PORT (127.0.0.1 only), HOST:PORT or [IPv6]:PORT (default: off)."
+    )
+    var metrics: String?
+
     @Flag(name: .long, help: "Check the rule file, print every error and exit (non-zero on errors).")
     var check = false
 
@@ -93,6 +101,7 @@ struct SplitmilterCommand: ParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of debug, info, warning, error")
         }
+        _ = try parsedMetrics()
     }
 
     var destination: LogDestination? {
@@ -107,6 +116,14 @@ struct SplitmilterCommand: ParsableCommand {
     func parsedSocket() throws -> MilterEndpoint {
         do {
             return try MilterEndpoint(parsing: socket)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    func parsedMetrics() throws -> MetricsAddress? {
+        do {
+            return try metrics.map(MetricsAddress.init(parsing:))
         } catch {
             throw ValidationError("\(error)")
         }
@@ -146,7 +163,8 @@ struct SplitmilterCommand: ParsableCommand {
             spfRefresh: spfRefresh,
             spfCache: spfCache.isEmpty ? nil : spfCache,
             user: user,
-            timeout: timeout
+            timeout: timeout,
+            metrics: try parsedMetrics()
         )
         let status = Daemon.run(options, logger: Logger(label: "splitmilter"))
         if status != 0 { throw ExitCode(status) }

@@ -1,0 +1,57 @@
+/// The SHA-256 of the rule files as the daemon read them, for its log lines and metrics page: an
+/// administrator compares it with `sha256sum` to know which rules are in force.
+///
+/// Invariants:
+/// - The digest covers the bytes the parser was handed, not the files as they are later: a file
+///   changed after the read does not change the hash of the rules in force.
+/// - Order: the main file, then each further file in `RuleSet.files` order. The parser appends a
+///   path to `files` exactly when its read succeeds (rule files, included files and lists alike),
+///   so hashing in reading order is hashing in `files` order; for a file without includes or lists
+///   the digest is `sha256sum FILE`'s.
+/// - The files are never joined in memory: the digest is fed file by file (libcrypto, CCryptoShim).
+
+internal import CCryptoShim
+import SplitCore
+
+/// A SHA-256 fed in pieces.
+final class SHA256Digest {
+    /// nil once finished, or when libcrypto failed (then `finish` answers nil).
+    private var context: UnsafeMutableRawPointer?
+
+    init() { context = ccrypto_sha256_begin() }
+
+    deinit { if let context { ccrypto_sha256_end(context, nil) } }
+
+    func update(_ bytes: [UInt8]) {
+        guard let context else { return }
+        let ok = bytes.withUnsafeBytes { ccrypto_sha256_update(context, $0.baseAddress, $0.count) }
+        if ok != 1 {
+            ccrypto_sha256_end(context, nil)
+            self.context = nil
+        }
+    }
+
+    /// The digest as 64 lower-case hex digits; nil when libcrypto failed on the way.
+    func finish() -> String? {
+        guard let context else { return nil }
+        self.context = nil
+        var digest = [UInt8](repeating: 0, count: 32)
+        guard ccrypto_sha256_end(context, &digest) == 1 else { return nil }
+        let hex = Array("0123456789abcdef".utf8)
+        return String(decoding: digest.flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0xF)]] }, as: UTF8.self)
+    }
+}
+
+/// A `DiskRuleSource` that hashes every file it hands the parser, in reading order.
+final class DigestingRuleSource: RuleSource {
+    let disk = DiskRuleSource()
+    let digest = SHA256Digest()
+
+    func contents(of path: String) throws -> [UInt8] {
+        let bytes = try disk.contents(of: path)
+        digest.update(bytes)
+        return bytes
+    }
+
+    func expand(pattern: String) throws -> [String] { try disk.expand(pattern: pattern) }
+}

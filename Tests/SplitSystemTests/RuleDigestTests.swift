@@ -1,0 +1,68 @@
+/// The rules' hash is `sha256sum`'s: of the file alone, or of the files the rules read, joined in
+/// `RuleSet.files` order.
+
+import Foundation
+import SplitCore
+import SplitSystem
+import Testing
+
+extension DiskRuleSourceTests {
+    /// `sha256sum`'s hex digest of what the shell command prints.
+    func sha256sum(of command: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "\(command) | sha256sum"]
+        process.currentDirectoryURL = URL(fileURLWithPath: folder)
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(String(decoding: data, as: UTF8.self).prefix(64))
+    }
+
+    @Test func aFileAloneHashesAsSha256sum() throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try write("main.rules", "domain example.org\n  copy %u@copy.example.org\n")
+        let (loaded, sha256) = RuleLoader.loadWithDigest(folder + "/main.rules")
+        #expect(loaded.ruleSet != nil)
+        #expect(sha256 == (try sha256sum(of: "cat main.rules")))
+        #expect(sha256?.count == 64)
+    }
+
+    @Test func includesAndListsFollowInFilesOrder() throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try write(
+            "main.rules",
+            "include domains/*.rules\ndomain example.org\n  copy %u@copy.example.org\n  only file:users.txt\n")
+        try write("domains/b.rules", "domain b.example\n  copy %u@copy.example\n")
+        try write("domains/a.rules", "domain a.example\n  copy %u@copy.example\n")
+        try write("users.txt", "alice\nbob\n")
+        let (loaded, sha256) = RuleLoader.loadWithDigest(folder + "/main.rules")
+        let set = try #require(loaded.ruleSet, "\(loaded.diagnostics)")
+        let files = set.files.map { String($0.dropFirst(folder.count + 1)) }
+        #expect(files == ["main.rules", "domains/a.rules", "domains/b.rules", "users.txt"])
+        #expect(sha256 == (try sha256sum(of: "cat " + files.joined(separator: " "))))
+        // Another order of the same bytes is another hash.
+        #expect(sha256 != (try sha256sum(of: "cat main.rules domains/b.rules domains/a.rules users.txt")))
+    }
+
+    @Test func anEmptyFileHashesAsNothing() throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try write("main.rules", "")
+        #expect(
+            RuleLoader.loadWithDigest(folder + "/main.rules").sha256
+                == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    }
+
+    @Test func theDaemonsSummaryNamesTheHash() throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try write("main.rules", "domain example.org\n  copy %u@copy.example.org\n")
+        let (loaded, sha256) = RuleLoader.loadWithDigest(folder + "/main.rules")
+        let set = try #require(loaded.ruleSet)
+        #expect(
+            RuleReport.summary(set, sha256: sha256)
+                == "1 domain, 0 listed users, 1 rule, 1 file, sha256=\(sha256?.prefix(12) ?? "")")
+        #expect(RuleReport.summary(set, sha256: nil).hasSuffix(", sha256=unknown"))
+    }
+}
