@@ -12,6 +12,9 @@ import SplitSystem
 
 public struct DaemonOptions: Sendable {
     public var rulesPath: String
+    /// Every rule is a shadow rule (`--dry-run`), at start and at each reload: nothing is sent or
+    /// refused, what the rules would do is only logged.
+    public var dryRun = false
     public var socket: MilterEndpoint
     public var socketMode: UInt32
     /// nil: use group `postfix` when it exists.
@@ -122,16 +125,17 @@ public enum Daemon {
         let notifier = ServiceNotifier.fromEnvironment
         DaemonSignals.onReloadSignal {
             notifier.reloading()
-            let status = reload()
+            let status = reload(dryRun: options.dryRun)
             refresher.refresh()
             notifier.ready(status: status)
         }
         if resolvesSPF { refresher.runSchedule() }
         let noReply = options.noReply.enabled(for: options.socket) ? "; no-reply steps on" : ""
         let user = account.map { " as user \($0.name)" } ?? ""
+        let dryRun = options.dryRun ? "; dry run: no edits, no refusals" : ""
         let metrics = options.metrics.map { "; metrics on http://\($0)/metrics" } ?? ""
         logger.info(
-            "listening on \(options.socket)\(user) with \(summary); SIGUSR1 reloads \(options.rulesPath)\(noReply)\(metrics)"
+            "listening on \(options.socket)\(user) with \(summary); SIGUSR1 reloads \(options.rulesPath)\(noReply)\(dryRun)\(metrics)"
         )
         // The socket listens: a connection made from now on is queued and served.
         notifier.ready(status: "rules: \(summary)")
@@ -151,7 +155,7 @@ public enum Daemon {
     static func configure(_ options: DaemonOptions, logger: Logger) -> (summary: String, resolvesSPF: Bool)? {
         let (loaded, sha256) = RuleLoader.loadWithDigest(options.rulesPath)
         for diagnostic in loaded.diagnostics { logger.log(level: level(diagnostic), "\(diagnostic)") }
-        guard let rules = loaded.ruleSet else {
+        guard let rules = options.dryRun ? loaded.ruleSet?.everyRuleShadow() : loaded.ruleSet else {
             logger.critical("\(loaded.errors.count) error(s) in \(options.rulesPath); not starting")
             return nil
         }
@@ -165,13 +169,13 @@ public enum Daemon {
 
     /// Re-reads the rule file; on any error the old rules stay in force. Returns a status line.
     /// Runs on the reload thread, which `DaemonSignals` starts at low priority: a million-line file
-    /// takes a second of CPU to read, and messages come first.
-    static func reload() -> String {
+    /// takes a second of CPU to read, and messages come first. `dryRun` as at start.
+    static func reload(dryRun: Bool) -> String {
         let logger = runtime.logger
         let path = runtime.settings.rulesPath
         let (loaded, sha256) = RuleLoader.loadWithDigest(path)
         for diagnostic in loaded.diagnostics { logger.log(level: level(diagnostic), "\(diagnostic)") }
-        guard let rules = loaded.ruleSet else {
+        guard let rules = dryRun ? loaded.ruleSet?.everyRuleShadow() : loaded.ruleSet else {
             runtime.metrics.reloadFailed()
             logger.error("reload of \(path) failed with \(loaded.errors.count) error(s); keeping the previous rules")
             return "reload failed with \(loaded.errors.count) error(s); previous rules in force"

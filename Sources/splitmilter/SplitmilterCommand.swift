@@ -84,6 +84,13 @@ struct SplitmilterCommand: ParsableCommand {
     @Flag(name: .long, help: "Check the rule file, print every error and exit (non-zero on errors).")
     var check = false
 
+    @Flag(
+        name: .long,
+        help:
+            "Every rule is a shadow rule, also after a reload: no copy, rewrite or refusal is made, each is only logged as 'shadow'."
+    )
+    var dryRun = false
+
     func validate() throws {
         _ = try parsedSocket()
         guard UInt32(socketMode, radix: 8).map({ $0 <= 0o777 }) == true else {
@@ -152,7 +159,7 @@ struct SplitmilterCommand: ParsableCommand {
             handler.logLevel = level
             return handler
         }
-        let options = DaemonOptions(
+        var options = DaemonOptions(
             rulesPath: rules,
             socket: try parsedSocket(),
             socketMode: UInt32(socketMode, radix: 8) ?? 0o660,
@@ -166,6 +173,7 @@ struct SplitmilterCommand: ParsableCommand {
             timeout: timeout,
             metrics: try parsedMetrics()
         )
+        options.dryRun = dryRun
         let status = Daemon.run(options, logger: Logger(label: "splitmilter"))
         if status != 0 { throw ExitCode(status) }
     }

@@ -27,6 +27,9 @@ public struct ClientAllowList: Sendable, Hashable {
         sources.compactMap { if case .spf(let domain) = $0 { domain } else { nil } }
     }
 
+    /// The same list as a shadow rule's.
+    var shadowed: ClientAllowList { ClientAllowList(sources: sources, reference: reference.shadowed) }
+
     public enum Match: Sendable, Hashable {
         case allowed(String)
         case notAllowed
@@ -82,6 +85,13 @@ public struct DomainGuard: Sendable, Hashable {
         knownUsers: nil, knownReference: nil, allowClients: nil, anyClientUsers: [], rejectText: nil)
 
     public var isActive: Bool { knownUsers != nil || allowClients != nil }
+
+    /// The same guards as shadow rules.
+    var shadowed: DomainGuard {
+        DomainGuard(
+            knownUsers: knownUsers, knownReference: knownReference?.shadowed, allowClients: allowClients?.shadowed,
+            anyClientUsers: anyClientUsers, rejectText: rejectText)
+    }
 }
 
 /// What the MTA told us about the SMTP client.

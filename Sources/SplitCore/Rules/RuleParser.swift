@@ -8,9 +8,10 @@
 /// offsets, made into strings only where a rule keeps one), and a rule keeps a reference to its
 /// line instead of a copy of its text.
 ///
-/// `shadow` before a rule's directive (`copy`, `rewrite`, `user`, `allow-clients`, `known`), a
-/// section's `shadow` line, or a dry run (`dryRun`: every rule) marks the rules' references as
-/// shadow; the line is then read as the directive's own, so a shadow rule loads as fast as a live one.
+/// `shadow` before a rule's directive (`copy`, `rewrite`, `user`, `allow-clients`, `known`), or a
+/// section's `shadow` line, marks the rules' references as shadow; the line is then read as the
+/// directive's own, so a shadow rule loads as fast as a live one. A dry run (`dryRun`) marks every
+/// rule once the file is read (`RuleSet.everyRuleShadow`).
 
 public struct RuleParseResult: Sendable {
     /// nil when `diagnostics` holds at least one error.
@@ -28,16 +29,15 @@ public enum RuleParser {
 
     /// `dryRun`: every rule is a shadow rule (`splitmilter --dry-run`).
     public static func parse(file: String, source: RuleSource, dryRun: Bool = false) -> RuleParseResult {
-        var state = ParserState(source: source, dryRun: dryRun)
+        var state = ParserState(source: source)
         state.parseFile(file, includedFrom: nil, delimiters: "+", depth: 0)
         let diagnostics = state.diagnostics
         guard !diagnostics.contains(where: { $0.severity == .error }) else {
             return RuleParseResult(ruleSet: nil, diagnostics: diagnostics)
         }
         let trust = TrustPolicy(networks: state.trustedNetworks, trustAuthenticated: state.trustAuthenticated ?? true)
-        let set = RuleSet(
-            exact: state.exact, subdomains: state.subdomains, sections: state.sections, files: state.files,
-            trust: trust)
+        let parsed = RuleSet(sections: state.sections, files: state.files, trust: trust)
+        let set = dryRun ? parsed.everyRuleShadow() : parsed
         let warnings = RuleLint.warnings(set)
         return RuleParseResult(ruleSet: set, diagnostics: warnings.isEmpty ? diagnostics : diagnostics + warnings)
     }
@@ -299,18 +299,14 @@ struct SectionBuilder {
         copy = copy?.shadowed
         rewrite = rewrite?.shadowed
         knownReference = knownReference?.shadowed
-        allowClients = allowClients.map { ClientAllowList(sources: $0.sources, reference: $0.reference.shadowed) }
+        allowClients = allowClients?.shadowed
         if !users.isEmpty { users = users.mapValues(\.shadowed) }
     }
 }
 
 struct ParserState {
     let source: RuleSource
-    /// Every rule is a shadow rule.
-    let dryRun: Bool
     var diagnostics: [Diagnostic] = []
-    var exact: [String: DomainRules] = [:]
-    var subdomains: [String: DomainRules] = [:]
     /// The sections in reading order.
     var sections: [DomainRules] = []
     var domainLocations: [String: SourceLocation] = [:]
@@ -322,10 +318,7 @@ struct ParserState {
     /// The last target parsed: the next one with the same domain shares its domain string.
     var lastTemplate: AddressTemplate?
 
-    init(source: RuleSource, dryRun: Bool) {
-        self.source = source
-        self.dryRun = dryRun
-    }
+    init(source: RuleSource) { self.source = source }
 
     mutating func error(_ message: String, _ location: SourceLocation) {
         diagnostics.append(.error(message, at: location))
@@ -460,7 +453,7 @@ struct ParserState {
                         error("'\(line.text(keyword))' must be inside a 'domain' section", line.at)
                         continue
                     }
-                    if dryRun || current.shadowLocation != nil { line.shadow = true }
+                    if current.shadowLocation != nil { line.shadow = true }
                     if line.shadow { current.hasShadow = true }
                     parseSectionLine(directive, line, into: &current)
                     section = current
@@ -570,7 +563,7 @@ struct ParserState {
             domainLocations[name] = line.location(word)
             names.append(name)
         }
-        return SectionBuilder(names: names, location: line.at, delimiters: delimiters, hasShadow: dryRun)
+        return SectionBuilder(names: names, location: line.at, delimiters: delimiters)
     }
 
     mutating func finish(_ section: SectionBuilder) {
@@ -623,13 +616,6 @@ struct ParserState {
             hasShadow: section.hasShadow
         )
         sections.append(rules)
-        for name in section.names {
-            if name.hasPrefix("*.") {
-                subdomains[String(name.dropFirst(2))] = rules
-            } else {
-                exact[name] = rules
-            }
-        }
     }
 
     mutating func parseTemplates(_ line: Line, _ args: ArraySlice<Word>, allowBare: Bool) -> [AddressTemplate]? {

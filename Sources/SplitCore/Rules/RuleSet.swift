@@ -235,7 +235,7 @@ public struct UserRule: Sendable, Hashable {
         var rule = UserRule()
         rule.copy = copy?.shadowed
         rule.rewrite = rewrite?.shadowed
-        rule.allowClients = allowClients.map { ClientAllowList(sources: $0.sources, reference: $0.reference.shadowed) }
+        rule.allowClients = allowClients?.shadowed
         return rule
     }
 
@@ -327,6 +327,14 @@ public struct DomainRules: Sendable, Hashable {
         }
     }
 
+    /// The same section, every rule of it a shadow rule.
+    var shadowed: DomainRules {
+        DomainRules(
+            names: names, location: location, delimiters: delimiters, scope: scope, scopeReference: scopeReference,
+            copy: copy?.shadowed, rewrite: rewrite?.shadowed, users: users.mapValues(\.shadowed),
+            guards: guards.shadowed, hasShadow: true)
+    }
+
     /// The same section object: equal without comparing a million users.
     func isSame(as other: DomainRules) -> Bool { storage === other.storage }
 
@@ -383,19 +391,35 @@ public struct RuleSet: Sendable {
     /// then frees every rule. (Asked of a set no one can take a new copy of, the answer stays true.)
     public mutating func isOnlyCopy() -> Bool { isKnownUniquelyReferenced(&tables) }
 
-    public static let empty = RuleSet(exact: [:], subdomains: [:], sections: [], files: [], trust: .default)
+    public static let empty = RuleSet(sections: [], files: [], trust: .default)
+
+    /// The same rules, every one a shadow rule (`--dry-run`): nothing is sent or refused. One pass
+    /// over the rules, each made anew.
+    public func everyRuleShadow() -> RuleSet {
+        RuleSet(sections: domains.map(\.shadowed), files: files, trust: trust)
+    }
 
     /// The summary properties are computed here once: the daemon reads them per connection.
-    /// `sections` are the distinct sections of the two tables (the parser has them in reading order).
-    init(
-        exact: [String: DomainRules], subdomains: [String: DomainRules], sections: [DomainRules], files: [String],
-        trust: TrustPolicy
-    ) {
+    /// `sections` are the sections, each once (the parser has them in reading order); the lookup
+    /// tables are made from their names.
+    init(sections: [DomainRules], files: [String], trust: TrustPolicy) {
         self.files = files
         self.trust = trust
         var domains = sections
         if !zip(domains, domains.dropFirst()).allSatisfy({ !($1.location < $0.location) }) {
             domains.sort { $0.location < $1.location }
+        }
+        var exact: [String: DomainRules] = [:]
+        var subdomains: [String: DomainRules] = [:]
+        exact.reserveCapacity(domains.count)
+        for section in domains {
+            for name in section.names {
+                if name.hasPrefix("*.") {
+                    subdomains[String(name.dropFirst(2))] = section
+                } else {
+                    exact[name] = section
+                }
+            }
         }
         tables = Tables(exact: exact, subdomains: subdomains, domains: domains)
         // One pass over every user rule (a million-line file has a million): flags, counts, lists.

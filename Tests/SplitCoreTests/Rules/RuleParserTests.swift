@@ -279,17 +279,34 @@ func expectOneError(_ text: String, _ expected: String, sourceLocation: Testing.
         #expect(set.section(for: "example.net")?.hasShadow == false)
     }
 
+    /// A dry run marks every rule of the file read, in every section, wherever it is looked up.
     @Test func aDryRunMakesEveryRuleShadow() throws {
-        let text = "domain example.org\n  copy %u@gapps.example.org\n  user bob rewrite bob@x.org\n  known bob\n"
+        let text = """
+            domain example.org
+              copy %u@gapps.example.org
+              user bob rewrite bob@x.org
+              known bob
+            domain *.example.net, example.com
+              allow-clients 192.0.2.0/24
+              user carol allow-clients 198.51.100.7
+            """
         let result = RuleParser.parse(
             file: "/etc/sm/main.rules", source: MemoryRuleSource(files: ["/etc/sm/main.rules": text]), dryRun: true)
-        let org = try #require(result.ruleSet?.section(for: "example.org"), "\(result.diagnostics)")
+        let set = try #require(result.ruleSet, "\(result.diagnostics)")
+        let org = try #require(set.section(for: "example.org"))
         #expect(org.hasShadow)
         #expect(org.copy?.reference.isShadow == true)
         #expect(org.users["bob"]?.rewrite?.reference.isShadow == true)
         #expect(org.guards.knownReference?.isShadow == true)
+        let net = try #require(set.section(for: "a.example.net"))
+        #expect(net.isSame(as: try #require(set.section(for: "example.com"))))
+        #expect(net.guards.allowClients?.reference.isShadow == true)
+        #expect(net.users["carol"]?.allowClients?.reference.isShadow == true)
+        #expect(set.domains.count == 2 && set.domains.allSatisfy(\.hasShadow))
+        #expect(set.ruleCount == 5)
         let live = try rules(text)
         #expect(live.section(for: "example.org")?.copy?.reference.isShadow == false)
+        #expect(live.domains.allSatisfy { !$0.hasShadow })
     }
 
     @Test(arguments: [
