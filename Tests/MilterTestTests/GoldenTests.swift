@@ -6,8 +6,9 @@
 /// `envelope` has one item a line (`#` comments): `from ADDR`, `rcpt ADDR` (repeatable),
 /// `rcpt-arg ARG` (an ESMTP argument for every recipient, like explain's `--rcpt-arg`),
 /// `client IP`, `local-submission` (the client is Postfix's emulated session for sendmail(1):
-/// localhost, 127.0.0.1, port 0), `helo NAME`, and `marked` (the message carries this instance's
-/// marker header).
+/// localhost, 127.0.0.1, port 0), `helo NAME`, `marked` (the message carries this instance's
+/// marker header), and `dry-run` (every rule is a shadow rule: `explain --dry-run`, and the daemon
+/// started with `--dry-run`).
 
 import Foundation
 import Testing
@@ -24,6 +25,7 @@ struct GoldenCase: CustomTestStringConvertible, Sendable {
     var localSubmission = false
     var helo: String?
     var marked = false
+    var dryRun = false
 
     var testDescription: String { name }
     var folder: URL { Paths.goldenCases.appendingPathComponent(name) }
@@ -52,6 +54,7 @@ struct GoldenCase: CustomTestStringConvertible, Sendable {
             case "local-submission": loaded.localSubmission = true
             case "helo": loaded.helo = value
             case "marked": loaded.marked = true
+            case "dry-run": loaded.dryRun = true
             default:
                 throw EnvelopeError(description: "\(name)/envelope:\(number + 1): unknown item '\(key)'")
             }
@@ -67,6 +70,7 @@ struct GoldenCase: CustomTestStringConvertible, Sendable {
         if localSubmission { arguments.append("--local-submission") }
         if let helo { arguments += ["--helo", helo] }
         if marked { arguments.append("--marked") }
+        if dryRun { arguments.append("--dry-run") }
         return arguments
     }
 
@@ -121,7 +125,8 @@ struct GoldenTests {
         let predicted = GoldenTests.editLines(explain.output)
 
         let daemon = try await RunningMilter.splitmilter(
-            rules: "rules", in: golden.folder, instance: GoldenCase.instance)
+            rules: "rules", in: golden.folder, instance: GoldenCase.instance,
+            extra: golden.dryRun ? ["--dry-run"] : [])
         let send = try await daemon.run { daemon in
             let message = golden.marked ? try daemon.folder.write(golden.markedMessage(), to: "marked.eml") : nil
             return try await Processes.run(
