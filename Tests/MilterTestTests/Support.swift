@@ -201,6 +201,9 @@ final class RunningMilter: @unchecked Sendable {
 
     var log: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
 
+    /// Sends `signal` to the milter (SIGUSR1: splitmilter reloads its rules).
+    func send(signal: Int32) { kill(process.processIdentifier, signal) }
+
     /// Connects once, as Postfix would, until the socket answers (at most 10 s). The probe sends
     /// nothing: libmilter just sees a client that hung up.
     private func waitUntilListening() async throws {
