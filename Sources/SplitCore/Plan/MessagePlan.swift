@@ -159,44 +159,44 @@ public struct MessagePlan: Sendable {
             }
         }
         var copies = 0
-        func addCopies(_ included: (PlannedTarget.Standing) -> Bool) {
+        // With the shadow rules live, the live copies first: a shadow copy that one of them already
+        // makes is a skip.
+        for pass in 0..<(shadowRulesLive ? 2 : 1) {
             for decision in decisions where planned(decision) {
-                for target in decision.copies where included(target.standing) {
-                    addCopy(target, decision)
+                for target in decision.copies where Self.plansCopy(target, pass: pass, shadowRulesLive: shadowRulesLive)
+                {
+                    if carriesMarker {
+                        skipped.append(
+                            Skip(
+                                target: target, decision: decision,
+                                reason: "message was already copied here")
+                        )
+                    } else if present.insert(target.address.identity) {
+                        edits.append(
+                            .addRecipient(target.address.description, parameters: copyParameters(decision)))
+                        additions.append(Addition(kind: .copy, target: target, decision: decision))
+                        copies += 1
+                    } else {
+                        skipped.append(
+                            Skip(
+                                target: target, decision: decision,
+                                reason: "already a recipient or copy")
+                        )
+                    }
                 }
             }
-        }
-        func addCopy(_ target: PlannedTarget, _ decision: RecipientDecision) {
-            if carriesMarker {
-                skipped.append(
-                    Skip(
-                        target: target, decision: decision,
-                        reason: "message was already copied here")
-                )
-            } else if present.insert(target.address.identity) {
-                edits.append(
-                    .addRecipient(target.address.description, parameters: copyParameters(decision)))
-                additions.append(Addition(kind: .copy, target: target, decision: decision))
-                copies += 1
-            } else {
-                skipped.append(
-                    Skip(
-                        target: target, decision: decision,
-                        reason: "already a recipient or copy")
-                )
-            }
-        }
-        if shadowRulesLive {
-            // The live copies first: a shadow copy that one of them already makes is a skip.
-            addCopies { $0 == .live }
-            addCopies { $0 == .shadow }
-        } else {
-            addCopies { $0 != .shadow }
         }
         if copies > 0, let marker {
             edits.append(.addHeader(name: CopyMarker.headerName, value: marker.instance))
         }
         return Edits(edits: edits, additions: additions, skipped: skipped, shadowAdditions: [], shadowSkipped: [])
+    }
+
+    /// Whether a copy target is planned in this pass: live and superseded ones in the one pass of
+    /// the live rules; live ones, then shadow ones, with the shadow rules live.
+    static func plansCopy(_ target: PlannedTarget, pass: Int, shadowRulesLive: Bool) -> Bool {
+        guard shadowRulesLive else { return target.standing != .shadow }
+        return target.standing == (pass == 0 ? .live : .shadow)
     }
 
     /// `ORCPT=rfc822;<recipient>`: the recipient this hop received, xtext-encoded.
@@ -240,7 +240,11 @@ struct FewStrings {
             few.append(text)
             lengths.append(length)
         } else {
-            many = Set(few + [text])
+            // Filled in place: `Set(few + [text])` made a third array on the way.
+            var set = Set<String>(minimumCapacity: 2 * Self.scanLimit)
+            for string in few { set.insert(string) }
+            set.insert(text)
+            many = set
             few = []
             lengths = []
         }

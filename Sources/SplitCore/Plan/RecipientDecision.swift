@@ -90,7 +90,9 @@ public final class RecipientDecision: Sendable, Hashable {
     public let verdict: Verdict
     /// What a shadow guard would have answered, when it would refuse (never `.accept`): the
     /// recipient is accepted. nil when a live guard refused: shadow rules do nothing then.
-    public let shadowRefusal: Verdict?
+    public var shadowRefusal: Verdict? { shadowRefusalBox?.verdict }
+    /// Boxed: a verdict is five words, and nearly every decision has none to keep.
+    private let shadowRefusalBox: VerdictBox?
     /// Why a guard let the recipient through (trusted client, allowed network, …), for logs and explain.
     public let guardNote: String?
     /// A guard would have refused the recipient, but the client is a local submission, which Postfix
@@ -104,7 +106,7 @@ public final class RecipientDecision: Sendable, Hashable {
         section: SourceLocation?,
         selection: Selection, copies: [PlannedTarget], rewrite: PlannedTarget?, supersededRewrite: PlannedTarget?,
         problems: [String], shadowProblems: [String], verdict: Verdict, shadowRefusal: Verdict?,
-        guardNote: String?, guardWaived: Bool
+        guardNote: String?, guardWaived: Bool, involvesShadow: Bool
     ) {
         self.recipient = recipient
         self.parameters = parameters
@@ -117,12 +119,10 @@ public final class RecipientDecision: Sendable, Hashable {
         self.problems = problems
         self.shadowProblems = shadowProblems
         self.verdict = verdict
-        self.shadowRefusal = shadowRefusal
+        shadowRefusalBox = shadowRefusal.map(VerdictBox.init)
         self.guardNote = guardNote
         self.guardWaived = guardWaived
-        involvesShadow =
-            shadowRefusal != nil || supersededRewrite != nil || !shadowProblems.isEmpty || rewrite?.isShadow == true
-            || copies.contains { $0.standing != .live }
+        self.involvesShadow = involvesShadow
     }
 
     /// The rewrite sent now: the live one, also when a shadow rewrite would take its place.
@@ -191,7 +191,8 @@ extension RuleSet {
                 supersededRewrite: refused ? nil : targets.supersededRewrite,
                 problems: targets.problems, shadowProblems: refused ? [] : targets.shadowProblems,
                 verdict: guarded.verdict, shadowRefusal: guarded.shadowRefusal,
-                guardNote: guarded.note, guardWaived: guarded.waived
+                guardNote: guarded.note, guardWaived: guarded.waived,
+                involvesShadow: guarded.shadowRefusal != nil || (!refused && targets.involvesShadow)
             )
         }
 
@@ -232,16 +233,17 @@ extension RuleSet {
         var targets = Targets()
         if let rule = userRule?.copy ?? domainCopy {
             targets.copies.reserveCapacity(rule.targets.count)
-            targets.addCopies(rule, rule.reference.isShadow ? .shadow : .live, parts, recipient: address)
+            targets.addCopies(rule, rule.reference.isShadow ? .shadow : .live, parts, recipient: address.identity)
         }
         if rules.hasShadow, let rule = superseded(userRule?.copy?.reference, domainCopy, \.reference) {
-            targets.addCopies(rule, .superseded, parts, recipient: address)
+            targets.addCopies(rule, .superseded, parts, recipient: address.identity)
         }
         if let rule = userRule?.rewrite ?? domainRewrite {
-            targets.rewrite = targets.render(rule, rule.reference.isShadow ? .shadow : .live, parts, recipient: address)
+            targets.rewrite = targets.render(
+                rule, rule.reference.isShadow ? .shadow : .live, parts, recipient: address.identity)
         }
         if rules.hasShadow, let rule = superseded(userRule?.rewrite?.reference, domainRewrite, \.reference) {
-            targets.supersededRewrite = targets.render(rule, .superseded, parts, recipient: address)
+            targets.supersededRewrite = targets.render(rule, .superseded, parts, recipient: address.identity)
         }
         guard rules.guards.isActive || userRule?.allowClients != nil else {
             return outcome(address, rules.location, selection, targets: targets)
@@ -321,6 +323,11 @@ extension RuleSet {
     }
 }
 
+final class VerdictBox: Sendable {
+    let verdict: Verdict
+    init(_ verdict: Verdict) { self.verdict = verdict }
+}
+
 /// A recipient's copy and rewrite targets while they are rendered, and what kept any from it.
 struct Targets {
     var copies: [PlannedTarget] = []
@@ -328,15 +335,18 @@ struct Targets {
     var supersededRewrite: PlannedTarget?
     var problems: [String] = []
     var shadowProblems: [String] = []
+    /// A shadow or superseded target, or a shadow problem, was made.
+    var involvesShadow = false
 
     var sentRewrite: PlannedTarget? { rewrite?.isShadow == true ? supersededRewrite : rewrite }
 
     mutating func addCopies(
-        _ rule: CopyRule, _ standing: PlannedTarget.Standing, _ parts: RecipientParts, recipient: EnvelopeAddress
+        _ rule: CopyRule, _ standing: PlannedTarget.Standing, _ parts: RecipientParts, recipient: String
     ) {
+        if standing != .live { involvesShadow = true }
         for template in rule.targets {
             switch template.render(parts) {
-            case .success(let target) where target.identity == recipient.identity:
+            case .success(let target) where target.identity == recipient:
                 problem(
                     "copy target \(target) is the recipient itself (\(rule.reference.location.fileAndLine))", standing)
             case .success(let target):
@@ -349,10 +359,11 @@ struct Targets {
 
     /// The rewrite target, or nil: rewriting to itself changes nothing, and a bad rendering is a problem.
     mutating func render(
-        _ rule: RewriteRule, _ standing: PlannedTarget.Standing, _ parts: RecipientParts, recipient: EnvelopeAddress
+        _ rule: RewriteRule, _ standing: PlannedTarget.Standing, _ parts: RecipientParts, recipient: String
     ) -> PlannedTarget? {
+        if standing != .live { involvesShadow = true }
         switch rule.target.render(parts) {
-        case .success(let target) where target.identity == recipient.identity:
+        case .success(let target) where target.identity == recipient:
             return nil
         case .success(let target):
             return PlannedTarget(address: target, rule: rule.reference, standing: standing)
