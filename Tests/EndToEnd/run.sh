@@ -34,6 +34,9 @@
 #      refuses a local submission (Postfix could not take it), the same recipients over SMTP are
 #      refused
 #   o  --log syslog: the decision line, facility mail, in one file with Postfix's own lines
+#   p  --metrics: the counters scraped from the daemon equal what Postfix's maillog and the sinks
+#      show; promtool accepts the page; a shadow section copies nothing and refuses nobody until a
+#      reload makes it live
 #
 # Environment: SPLITMILTER  the daemon binary (default: `swift build --show-bin-path`/splitmilter);
 #                           milter-test is taken from the same directory (scenario m)
@@ -51,7 +54,7 @@ source "$REPO/scripts/lib/instance.sh"
 # shellcheck source=scripts/lib/swift.sh
 source "$REPO/scripts/lib/swift.sh"
 
-ALL_SCENARIOS=(a b c d e f g h i j k l m n o)
+ALL_SCENARIOS=(a b c d e f g h i j k l m n o p)
 declare -A TITLE=(
     [a]="split delivery: local mailbox + one copy at Google, except dave"
     [b]="dual delivery: only alice bob carol, allie (alias of alice) copies to alice"
@@ -68,10 +71,11 @@ declare -A TITLE=(
     [m]="milter-test explain --client: reject and accept, with the reason"
     [n]="sendmail(1) through non_smtpd_milters: one copy; daemon down: kept, copied later; guards pass it"
     [o]="--log syslog: the copy decision with facility mail, next to Postfix's lines for the queue id"
+    [p]="--metrics: the counters equal Postfix's maillog; a shadow section acts only once a reload makes it live"
 )
 declare -A RULES=([a]=split.rules [b]=dual.rules [c]=secondary-mx.rules [d]=bounce.rules [e]=split.rules
     [f]=mda.rules [g]=split.rules [h]=reload.rules [i]=split.rules [j]=guard.rules [k]=known.rules
-    [l]=provider.rules [m]=provider.rules [n]=sendmail.rules [o]=split.rules)
+    [l]=provider.rules [m]=provider.rules [n]=sendmail.rules [o]=split.rules [p]=observe.rules)
 
 # ---------------------------------------------------------------------------------------------
 # Checks
@@ -197,16 +201,16 @@ setup() {
     inst_init splitmilter-e2e || return 1
     R=$INST_ROOT
     # Ports: listeners a..m, then the sinks, the sending instance, scenario g's inet listener and
-    # the port of its milter, scenario l's second listener, scenario k's listener without a milter
-    # and the DNS server's port (on 127.0.0.53).
+    # the port of its milter, scenario l's second listener, scenario k's listener without a milter,
+    # the DNS server's port (on 127.0.0.53) and scenario p's metrics listener.
     local n=${#ALL_SCENARIOS[@]}
-    inst_pick_ports $((n + 9)) 20000 29999 || return 1
+    inst_pick_ports $((n + 10)) 20000 29999 || return 1
     local b=$INST_PORT_BASE i=0 s
     declare -gA PORT=()
     for s in "${ALL_SCENARIOS[@]}"; do PORT[$s]=$((b + i)); i=$((i + 1)); done
     GOOGLE_PORT=$((b + n)) GOOGLE_DOWN_PORT=$((b + n + 1)) PRIMARY_PORT=$((b + n + 2))
     SENDER_PORT=$((b + n + 3)) G_INET_PORT=$((b + n + 4)) G_MILTER_PORT=$((b + n + 5))
-    L_SCHED_PORT=$((b + n + 6)) PLAIN_PORT=$((b + n + 7)) DNS_PORT=$((b + n + 8))
+    L_SCHED_PORT=$((b + n + 6)) PLAIN_PORT=$((b + n + 7)) DNS_PORT=$((b + n + 8)) METRICS_PORT=$((b + n + 9))
     DNS_SPEC=$DNS_ADDR:$DNS_PORT
 
     # The MX is laid out as on Debian: its master.cf chroots smtpd (and cleanup, pickup, ...) to
@@ -326,6 +330,10 @@ start_milter() {
     o) # Logs to syslog, in the socket directory of scenario o's own instance.
         [[ -z ${O_UNAVAILABLE:-} ]] || return 0
         milter_spawn milter-o "$FIXTURES/${RULES[o]}" "unix:$R/syslog/q/splitmilter/milter-o.sock" --log syslog ;;
+    p) # Its rule file is a scratch copy that the scenario rewrites; the metrics page on loopback.
+        cp -- "$FIXTURES/${RULES[p]}" "$R/observe.rules" &&
+            milter_spawn milter-p "$R/observe.rules" "unix:$SOCKDIR/milter-p.sock" \
+                --metrics "127.0.0.1:$METRICS_PORT" ;;
     h) # Its rule file is a scratch copy that the scenario rewrites.
         cp -- "$FIXTURES/${RULES[h]}" "$R/reload.rules" &&
             milter_start milter-h "$R/reload.rules" "$SOCKDIR/milter-h.sock" ;;
@@ -1494,6 +1502,127 @@ scenario_o() {
 
 # ---------------------------------------------------------------------------------------------
 # Main
+
+# scrape PATH: the body of http://127.0.0.1:METRICS_PORT/PATH, or "HTTP CODE" for an error status.
+scrape() {
+    python3 - "http://127.0.0.1:$METRICS_PORT/$1" <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())
+except urllib.error.HTTPError as error:
+    print("HTTP", error.code)
+except OSError as error:
+    print("unreachable:", error)
+PY
+}
+
+# metric PAGE NAME LABEL...: the value of the series NAME{...} whose labels include every LABEL
+# (written name="value"), in whatever order the page has them; 0 when the page has no such series.
+metric() {
+    local page=$1 name=$2
+    shift 2
+    printf '%s\n' "$page" | awk -v name="$name" -v labels="$*" '
+        BEGIN { n = split(labels, want, " ") }
+        index($0, name "{") == 1 || (n == 0 && $1 == name) {
+            for (i = 1; i <= n; i++) if (index($0, want[i]) == 0) next
+            print $NF; found = 1; exit
+        }
+        END { if (!found) print 0 }'
+}
+
+# p_outcome PAGE OUTCOME MODE: splitmilter_recipient_outcomes_total for one outcome and mode.
+p_outcome() { metric "$1" splitmilter_recipient_outcomes_total "outcome=\"$2\"" "mode=\"$3\""; }
+
+scenario_p() {
+    local p=${PORT[p]} rules=$R/observe.rules mark page qids=() qid log copies rewrites refused delivered
+
+    # p0: the page is served, promtool accepts it, the rules' hash is sha256sum of the file.
+    page=$(scrape metrics)
+    expect_contains "p0 the page names the rule file's sha256sum" \
+        "splitmilter_rules_info{sha256=\"$(sha256sum "$rules" | cut -d' ' -f1)\"} 1" "$page"
+    expect_eq "p0 /ready" ready "$(scrape ready)"
+    if command -v promtool >/dev/null; then
+        expect_eq "p0 promtool check metrics accepts the page" "" "$(printf '%s\n' "$page" | promtool check metrics 2>&1)"
+    else
+        fail "p0 promtool check metrics accepts the page" "promtool (Debian package prometheus)" "not installed"
+    fi
+
+    # p1-p3: copied, excepted, rewritten, refused and unlisted recipients, from 127.0.0.1.
+    ID=$(msgid p1)
+    send "$p" sender@example.org alice@example.org,dave@example.org,carol.smith@users.example "$ID"
+    expect_queued "p1 accepted" && qids+=("$QID")
+    ID=$(msgid p2)
+    send "$p" sender@example.org mallory@users.example,alice@users.example,bob@example.org "$ID"
+    expect_eq "p2 RCPT mallory@users.example: refused" \
+        "550 5.1.1 <mallory@users.example>: Recipient address rejected: User unknown" \
+        "$(rcpt_reply mallory@users.example)"
+    expect_queued "p2 accepted" && qids+=("$QID")
+    # p3: the shadow section: alice and bob of cache.example are delivered (Postfix's catch-all to
+    # example.org), nothing reaches Google, bob is not refused; the log says what would have been.
+    mark=$(daemon_log_mark milter-p)
+    ID=$(msgid p3)
+    send "$p" sender@example.org alice@cache.example,bob@cache.example "$ID"
+    expect_match "p3 RCPT bob@cache.example: 250 (the shadow guard refuses nobody)" '^250 ' \
+        "$(rcpt_reply bob@cache.example)"
+    expect_queued "p3 accepted" && qids+=("$QID")
+    for qid in "${qids[@]}"; do wait_done "$qid"; done
+    expect_eq "p3 Google got nothing for the shadow section" "" "$(sink_addrs google "$ID")"
+    log=$(daemon_log_since milter-p "$mark")
+    expect_contains "p3 the daemon logged the shadow copy" "rcpt=<alice@cache.example> shadow copy=alice@gapps.example.org" "$log"
+    expect_contains "p3 the daemon logged the shadow refusal" "shadow reject: rcpt=<bob@cache.example> 550 5.1.1" "$log"
+
+    # p4: the counters equal what Postfix did, counted from its maillog and the Google sink.
+    log=$(pf_log_since "$R" "$MARK")
+    delivered=$(for qid in "${qids[@]}"; do pf_deliveries "$R" "$qid" "$MARK"; done)
+    copies=$(grep -c '^to=<[^>]*@gapps\.example\.org> .*status=sent' <<<"$delivered")
+    # The rewritten recipient is delivered as carol, and nothing to carol.smith (nobody else sent to carol).
+    rewrites=$(grep -c '^to=<carol@example\.org> .*status=sent' <<<"$delivered")
+    expect_no_match "p4 no delivery to carol.smith" '^to=<carol\.smith@' "$delivered"
+    refused=$(grep -c 'milter-reject: RCPT from .*: 550 5\.1\.1 ' <<<"$log")
+    page=$(scrape metrics)
+    expect_eq "p4 Google got alice and bob of example.org" $'<alice@gapps.example.org>\n<bob@gapps.example.org>' \
+        "$({ sink_addrs google "$(msgid p1)"; sink_addrs google "$(msgid p2)"; } | sort)"
+    expect_eq "p4 copies: as delivered to Google" "$copies" "$(p_outcome "$page" copy live)"
+    expect_eq "p4 carol.smith was delivered to carol" 1 "$rewrites"
+    expect_eq "p4 rewrites: as delivered to carol for carol.smith" "$rewrites" "$(p_outcome "$page" rewrite live)"
+    expect_eq "p4 refusals: as Postfix logged them" "$refused" "$(p_outcome "$page" refused_unknown_user live)"
+    expect_eq "p4 messages: as Postfix queued them" "${#qids[@]}" "$(metric "$page" splitmilter_messages_total)"
+    expect_eq "p4 recipients: every RCPT" 8 "$(metric "$page" splitmilter_recipients_total)"
+    expect_eq "p4 none: dave, alice@users.example (and the shadow section's two)" 4 "$(p_outcome "$page" none live)"
+    # bob would be refused by the shadow guard, so the shadow rules would copy alice only.
+    expect_eq "p4 shadow copies: alice of cache.example" 1 "$(p_outcome "$page" copy shadow)"
+    expect_eq "p4 shadow refusals: bob of cache.example" 1 "$(p_outcome "$page" refused_unknown_user shadow)"
+
+    # p5: the `shadow` line deleted and SIGUSR1: the same message now copies alice to Google and
+    # bob is refused; the page has the new hash and one good reload.
+    sed -i '/^ *shadow$/d' "$rules"
+    mark=$(daemon_log_mark milter-p)
+    kill -USR1 "${INST_PIDS[milter-p]}"
+    if ! wait_daemon_log milter-p "reloaded .*observe\.rules" 10 "$mark"; then
+        fail "p5 the daemon logged the reload" "a line 'reloaded $rules: ...'" "$(daemon_log_since milter-p "$mark")"
+        return
+    fi
+    MARK=$(pf_log_mark "$R")
+    ID=$(msgid p5)
+    send "$p" sender@example.org alice@cache.example,bob@cache.example "$ID"
+    expect_eq "p5 RCPT bob@cache.example: refused now" \
+        "550 5.1.1 <bob@cache.example>: Recipient address rejected: User unknown" "$(rcpt_reply bob@cache.example)"
+    expect_queued "p5 accepted" || return
+    wait_done "$QID"
+    expect_eq "p5 Google got alice of cache.example" "<alice@gapps.example.org>" "$(sink_addrs google "$ID")"
+    page=$(scrape metrics)
+    expect_eq "p5 copies: one more, as delivered" \
+        "$((copies + $(pf_deliveries "$R" "$QID" "$MARK" | grep -c '^to=<alice@gapps\.example\.org> .*status=sent')))" \
+        "$(p_outcome "$page" copy live)"
+    expect_eq "p5 refusals: one more, as Postfix logged it" \
+        "$((refused + $(pf_log_since "$R" "$MARK" | grep -c 'milter-reject: RCPT from .*: 550 5\.1\.1 ')))" \
+        "$(p_outcome "$page" refused_unknown_user live)"
+    expect_eq "p5 shadow counts unchanged" "1 1" \
+        "$(p_outcome "$page" copy shadow) $(p_outcome "$page" refused_unknown_user shadow)"
+    expect_eq "p5 one good reload" 1 "$(metric "$page" splitmilter_reloads_total 'result="ok"')"
+    expect_contains "p5 the page names the new file's sha256sum" \
+        "splitmilter_rules_info{sha256=\"$(sha256sum "$rules" | cut -d' ' -f1)\"} 1" "$page"
+}
 
 main() {
     local s
