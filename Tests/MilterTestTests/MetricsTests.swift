@@ -68,6 +68,10 @@ struct MetricsTests {
             #expect(failed.value(#"splitmilter_reloads_total{result="ok"}"#) == "1")
             #expect(failed.value(#"splitmilter_rules_info{sha256="\#(newHash)"}"#) == "1.0")
             try await promtoolAccepts(failed.body, in: folder)
+
+            // A client that connects and says nothing is dropped after the listener's 10 s.
+            let idle = try HTTPProbe.secondsUntilClosed(port: port, limit: 30)
+            #expect((8..<20).contains(idle ?? -1), "closed after \(idle ?? -1) s")
         }
     }
 
@@ -153,11 +157,11 @@ enum HTTPProbe {
         throw Failure(description: "GET \(path): not as expected after 10 s:\n\(response.head)\n\(response.body)")
     }
 
-    static func getOnce(port: UInt16, _ path: String) throws -> Response {
+    /// A TCP connection to 127.0.0.1:`port` whose reads give up after `timeout` seconds.
+    static func connection(port: UInt16, timeout seconds: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = loopback(port)
         let connected = withUnsafePointer(to: &address) {
@@ -165,7 +169,28 @@ enum HTTPProbe {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard connected == 0 else { throw Failure(description: "connect: errno \(errno)") }
+        guard connected == 0 else {
+            close(fd)
+            throw Failure(description: "connect: errno \(errno)")
+        }
+        return fd
+    }
+
+    /// Seconds until the server closes a connection on which nothing is sent; nil if it is still
+    /// open after `limit` seconds.
+    static func secondsUntilClosed(port: UInt16, limit: Int) throws -> Double? {
+        let fd = try connection(port: port, timeout: limit)
+        defer { close(fd) }
+        let started = ContinuousClock.now
+        var byte: UInt8 = 0
+        guard read(fd, &byte, 1) == 0 else { return nil }
+        let (seconds, attoseconds) = (ContinuousClock.now - started).components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+
+    static func getOnce(port: UInt16, _ path: String) throws -> Response {
+        let fd = try connection(port: port, timeout: 5)
+        defer { close(fd) }
         let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
         guard write(fd, request, request.count) == request.count else {
             throw Failure(description: "write: errno \(errno)")
