@@ -5,8 +5,6 @@ import PackageDescription
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
-let flyingFox = Target.Dependency.product(name: "FlyingFox", package: "FlyingFox")
-let flyingSocks = Target.Dependency.product(name: "FlyingSocks", package: "FlyingFox")
 
 let package = Package(
     name: "splitmilter",
@@ -17,9 +15,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        // The metrics page's registry and its HTTP listener: two small packages, no SwiftNIO.
+        // The metrics page's registry (its HTTP listener is our own: SplitMetrics, no Foundation).
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
-        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         // The C module over Debian's libmilter: only what Swift cannot call directly.
@@ -37,9 +34,7 @@ let package = Package(
         // The operating-system side shared by both executables: rule files on disk, sockets, logging.
         .target(name: "SplitSystem", dependencies: ["SplitCore", "CResolvShim", "CCryptoShim", logging]),
         // SHELL: the daemon's Prometheus metrics and their HTTP listener (/metrics, /ready, /health).
-        .target(
-            name: "SplitMetrics",
-            dependencies: ["SplitCore", "SplitSystem", prometheus, flyingFox, flyingSocks, logging]),
+        .target(name: "SplitMetrics", dependencies: ["SplitCore", "SplitSystem", prometheus, logging]),
         // SHELL: the only code that touches libmilter.
         .target(
             name: "SplitDaemon",

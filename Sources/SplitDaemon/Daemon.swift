@@ -111,8 +111,8 @@ public enum Daemon {
             try Libmilter.register(Callbacks.description())
             try Libmilter.openSocket()
             // Bound before root is given up, like the milter socket (a port below 1024 needs root).
-            // Its threads are the first; they give up root with the rest of the process (glibc's
-            // setuid changes every thread) and read nothing but memory.
+            // Its thread is the first; it gives up root with the rest of the process (glibc's
+            // setuid changes every thread) and reads nothing but memory and its sockets.
             if let address = options.metrics {
                 try MetricsListener.start(address, metrics: runtime.metrics, logger: logger)
             }

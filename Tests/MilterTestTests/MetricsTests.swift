@@ -1,7 +1,8 @@
 /// `splitmilter --metrics` as an administrator and Prometheus use it: the page over plain HTTP,
 /// the rules' hash as `sha256sum` prints it, a message counted, a reload and a broken reload, the
 /// readiness and liveness paths, 404 elsewhere, `promtool check metrics` on the page, and a port
-/// already in use refused before the daemon starts.
+/// already in use refused before the daemon starts. The listener's bounds as a hostile or broken
+/// client meets them: a head over 8 KiB, a POST, half a request line, 20 idle connections.
 
 import Foundation
 import Testing
@@ -14,7 +15,8 @@ import Testing
 struct MetricsTests {
     static let rules = "domain example.org\n    copy %u@copy.example.org\n"
 
-    @Test func thePageFollowsTheRulesAndTheMail() async throws {
+    /// The daemon on `rules` in a folder of its own, with `--metrics` on a free port of 127.0.0.1.
+    func startDaemon() async throws -> (daemon: RunningMilter, port: UInt16, file: URL, folder: TemporaryFolder) {
         let folder = try TemporaryFolder()
         let file = try folder.write(MetricsTests.rules, to: "m.rules")
         // Run as root, the daemon reloads as --user nobody: the folder (mkdtemp's 0700) must let it read.
@@ -23,6 +25,11 @@ struct MetricsTests {
         let daemon = try await RunningMilter.splitmilter(
             rules: file.path, in: folder.url, instance: "metrics.example",
             extra: ["--metrics", "127.0.0.1:\(port)"])
+        return (daemon, port, file, folder)
+    }
+
+    @Test func thePageFollowsTheRulesAndTheMail() async throws {
+        let (daemon, port, file, folder) = try await startDaemon()
         try await daemon.run { daemon in
             let first = try await HTTPProbe.get(port: port, "/metrics", until: { $0.status == 200 })
             #expect(first.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8")
@@ -69,9 +76,55 @@ struct MetricsTests {
             #expect(failed.value(#"splitmilter_rules_info{sha256="\#(newHash)"}"#) == "1.0")
             try await promtoolAccepts(failed.body, in: folder)
 
-            // A client that connects and says nothing is dropped after the listener's 10 s.
+            // A client that connects and says nothing is dropped after the listener's 5 s.
             let idle = try HTTPProbe.secondsUntilClosed(port: port, limit: 30)
-            #expect((8..<20).contains(idle ?? -1), "closed after \(idle ?? -1) s")
+            #expect((4..<15).contains(idle ?? -1), "closed after \(idle ?? -1) s")
+        }
+    }
+
+    /// The listener's limits (man splitmilter, METRICS): 8 KiB of request head, 5 s for a whole
+    /// request, 16 connections; a method other than GET or HEAD gets 405. None of it stops the
+    /// daemon from serving the next scrape.
+    @Test func theListenerIsBounded() async throws {
+        let (daemon, port, _, folder) = try await startDaemon()
+        defer { withExtendedLifetime(folder) {} }
+        try await daemon.run { _ in
+            #expect(try await HTTPProbe.get(port: port, "/health", until: { $0.status == 200 }).text == "200 ok\n")
+
+            // Half a request line, then silence: closed without an answer once its 5 s are up.
+            let silent = try HTTPProbe.exchange(port: port, "GET /metr", timeout: 30)
+            #expect(silent.closed && silent.received.isEmpty, "\(silent)")
+            #expect((4..<15).contains(silent.seconds), "closed after \(silent.seconds) s")
+
+            // A head over 8 KiB: no 200 (closed, maybe reset, unanswered), and the next scrape is served.
+            let padding = String(repeating: "a", count: 9_000)
+            let long = try HTTPProbe.exchange(
+                port: port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: \(padding)\r\n\r\n", timeout: 30)
+            #expect(long.closed && !long.received.hasPrefix("HTTP/1.1 200"), "\(long)")
+            #expect(try await HTTPProbe.get(port: port, "/metrics").status == 200)
+
+            let post = try HTTPProbe.exchange(
+                port: port, "POST /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n", timeout: 30)
+            #expect(post.received.hasPrefix("HTTP/1.1 405 "), "\(post)")
+            #expect(post.received.contains("\r\nAllow: GET, HEAD\r\n"), "\(post)")
+
+            // 20 connections that say nothing: 16 open, 4 left in the kernel's backlog. A scrape
+            // behind them is answered once the first 16 time out, and every idle one is closed.
+            let idle = try (0..<20).map { _ in try HTTPProbe.connection(port: port, timeout: 30) }
+            defer { for fd in idle { close(fd) } }
+            let started = ContinuousClock.now
+            let scrape = try HTTPProbe.getOnce(port: port, "/metrics", timeout: 30)
+            let waited = ContinuousClock.now - started
+            #expect(scrape.status == 200)
+            #expect(waited < .seconds(15), "scrape behind 20 idle connections took \(waited)")
+            for fd in idle {
+                var byte: UInt8 = 0
+                let count = read(fd, &byte, 1)
+                #expect(
+                    count == 0 || (count < 0 && errno == ECONNRESET), "idle connection: read \(count), errno \(errno)")
+            }
+            #expect(ContinuousClock.now - started < .seconds(25))
+            #expect(try await HTTPProbe.get(port: port, "/health").text == "200 ok\n")
         }
     }
 
@@ -188,8 +241,45 @@ enum HTTPProbe {
         return Double(seconds) + Double(attoseconds) / 1e18
     }
 
-    static func getOnce(port: UInt16, _ path: String) throws -> Response {
-        let fd = try connection(port: port, timeout: 5)
+    /// What a raw exchange came to: the bytes received (as text), whether the server closed the
+    /// connection (or reset it) before `timeout`, and when.
+    struct Exchange: CustomStringConvertible {
+        let received: String
+        let closed: Bool
+        let seconds: Double
+
+        var description: String {
+            "after \(seconds) s, \(closed ? "closed" : "still open"), received \(received.debugDescription)"
+        }
+    }
+
+    /// Sends `request` as it is (a send the server refuses is not an error), then reads until the
+    /// server closes the connection or `timeout` seconds pass.
+    static func exchange(port: UInt16, _ request: String, timeout: Int) throws -> Exchange {
+        let fd = try connection(port: port, timeout: timeout)
+        defer { close(fd) }
+        let started = ContinuousClock.now
+        let bytes = Array(request.utf8)
+        _ = send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL))
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var closed = false
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            guard count > 0 else {
+                closed = count == 0 || errno == ECONNRESET
+                break
+            }
+            received += buffer[0..<count]
+        }
+        let (seconds, attoseconds) = (ContinuousClock.now - started).components
+        return Exchange(
+            received: String(decoding: received, as: UTF8.self), closed: closed,
+            seconds: Double(seconds) + Double(attoseconds) / 1e18)
+    }
+
+    static func getOnce(port: UInt16, _ path: String, timeout: Int = 5) throws -> Response {
+        let fd = try connection(port: port, timeout: timeout)
         defer { close(fd) }
         let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
         guard write(fd, request, request.count) == request.count else {
