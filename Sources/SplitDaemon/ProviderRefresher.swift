@@ -63,26 +63,15 @@ final class ProviderRefresher: Sendable {
     /// Starts the refresh thread (call after the signals are blocked).
     func runSchedule() {
         guard interval > 0 else { return }
-        let box = Unmanaged.passRetained(self).toOpaque()
-        var thread = pthread_t()
-        let rc = pthread_create(
-            &thread, nil,
-            { argument in
-                guard let argument else { return nil }
-                let refresher = Unmanaged<ProviderRefresher>.fromOpaque(argument).takeRetainedValue()
-                while true {
-                    var request = timespec(tv_sec: refresher.interval, tv_nsec: 0)
-                    var remaining = timespec()
-                    while nanosleep(&request, &remaining) != 0, errno == EINTR { request = remaining }
-                    refresher.refresh()
-                }
-            }, box)
-        if rc == 0 {
-            pthread_detach(thread)
-        } else {
-            Unmanaged<ProviderRefresher>.fromOpaque(box).release()
-            runtime.logger.error("cannot start the spf refresh thread: error \(rc)")
+        let rc = DetachedThread.start { [self] in
+            while true {
+                var request = timespec(tv_sec: interval, tv_nsec: 0)
+                var remaining = timespec()
+                while nanosleep(&request, &remaining) != 0, errno == EINTR { request = remaining }
+                refresh()
+            }
         }
+        if rc != 0 { runtime.logger.error("cannot start the spf refresh thread: error \(rc)") }
     }
 
     /// Resolves every `spf:` domain of the current rules once, keeping the last good list on failure.

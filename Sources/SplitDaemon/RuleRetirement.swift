@@ -17,6 +17,7 @@ internal import CMilterShim
 import Glibc
 import Logging
 import SplitCore
+import SplitSystem
 
 enum RuleRetirement {
     /// How often a retiring rule set is asked whether it is the last copy.
@@ -24,21 +25,10 @@ enum RuleRetirement {
 
     /// Frees `rules` on a new detached thread once no one else holds them.
     static func retire(_ rules: RuleSet, logger: Logger) {
-        let box = Unmanaged.passRetained(Retiring(rules, logger: logger)).toOpaque()
-        var thread = pthread_t()
-        let rc = pthread_create(
-            &thread, nil,
-            { argument in
-                guard let argument else { return nil }
-                Unmanaged<Retiring>.fromOpaque(argument).takeRetainedValue().run()
-                return nil
-            }, box)
-        if rc == 0 {
-            pthread_detach(thread)
-        } else {
-            // No thread: the rules are freed here, on the reload thread, as before.
-            Unmanaged<Retiring>.fromOpaque(box).release()
-        }
+        let retiring = Retiring(rules, logger: logger)
+        // Without a thread the closure is released unrun: the rules are freed here, on the reload
+        // thread, as before.
+        DetachedThread.start { retiring.run() }
     }
 
     /// The rule set on its way out; only its thread touches it.

@@ -6,6 +6,7 @@
 /// must be the first thing `main` does. SIGUSR1 is ours: it reloads the rules on a thread of our own.
 
 import Glibc
+import SplitSystem
 
 public enum DaemonSignals {
     static let handled: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGUSR1]
@@ -20,32 +21,16 @@ public enum DaemonSignals {
 
     /// Starts a thread that calls `body` on each SIGUSR1. Call after `blockAll()`.
     static func onReloadSignal(_ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(ReloadBox(body)).toOpaque()
-        var thread = pthread_t()
-        let rc = pthread_create(
-            &thread, nil,
-            { argument in
-                guard let argument else { return nil }
-                let box = Unmanaged<ReloadBox>.fromOpaque(argument).takeRetainedValue()
-                // Reloads yield to messages: a million-line file is a second of CPU.
-                RuleRetirement.lowerPriority()
-                var set = sigset_t()
-                sigemptyset(&set)
-                sigaddset(&set, SIGUSR1)
-                var received: Int32 = 0
-                while true {
-                    if sigwait(&set, &received) == 0, received == SIGUSR1 { box.body() }
-                }
-            }, box)
-        if rc == 0 {
-            pthread_detach(thread)
-        } else {
-            Unmanaged<ReloadBox>.fromOpaque(box).release()
+        DetachedThread.start {
+            // Reloads yield to messages: a million-line file is a second of CPU.
+            RuleRetirement.lowerPriority()
+            var set = sigset_t()
+            sigemptyset(&set)
+            sigaddset(&set, SIGUSR1)
+            var received: Int32 = 0
+            while true {
+                if sigwait(&set, &received) == 0, received == SIGUSR1 { body() }
+            }
         }
     }
-}
-
-final class ReloadBox: Sendable {
-    let body: @Sendable () -> Void
-    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
 }

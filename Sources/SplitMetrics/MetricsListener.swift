@@ -26,6 +26,7 @@
 
 import Glibc
 import Logging
+import SplitSystem
 
 public enum MetricsListener {
     public static let maximumConnections = 16
@@ -48,21 +49,13 @@ public enum MetricsListener {
         } catch {
             throw StartError(description: "cannot serve metrics on \(address): \(error)")
         }
-        let box = Unmanaged.passRetained(MetricsServer(listening: fd, metrics: metrics, logger: logger)).toOpaque()
-        var thread = pthread_t()
-        let rc = pthread_create(
-            &thread, nil,
-            { argument in
-                guard let argument else { return nil }
-                Unmanaged<MetricsServer>.fromOpaque(argument).takeRetainedValue().run()
-            }, box)
+        let server = MetricsServer(listening: fd, metrics: metrics, logger: logger)
+        let rc = DetachedThread.start { server.run() }
         guard rc == 0 else {
-            Unmanaged<MetricsServer>.fromOpaque(box).release()
             close(fd)
             throw StartError(
                 description: "cannot serve metrics on \(address): pthread_create: \(SystemCallError.text(rc))")
         }
-        pthread_detach(thread)
     }
 
     /// A non-blocking socket listening on `address` (a numeric address: no lookup).
