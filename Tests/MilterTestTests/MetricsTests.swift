@@ -64,6 +64,10 @@ struct MetricsTests {
             let newHash = try await sha256sum(file)
             #expect(reloaded.value(#"splitmilter_rules_info{sha256="\#(newHash)"}"#) == "1.0")
             #expect(reloaded.lines(starting: "splitmilter_rules_info{").count == 1)
+            // The reload line is written just after the counter counts: wait for it (200 tries).
+            for _ in 0..<200 where !daemon.log.contains("sha256=\(newHash.prefix(12))") {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             #expect(daemon.log.contains("sha256=\(newHash.prefix(12))"), "\(daemon.log)")
 
             // A broken one: counted as failed, the hash of the rules in force stays.
