@@ -53,20 +53,25 @@ struct ManyRecipientsTests {
         #expect(usage.status == 2, "\(usage.output)\(usage.errors)")
     }
 
-    /// `milter-test send --json` with `arguments` through a daemon on the example rules.
-    static func sendThroughTheDaemon(_ arguments: [String]) async throws -> (Finished, RunningMilter) {
+    /// `milter-test send --json` with `arguments` through a daemon on the example rules, serving
+    /// its metrics; the page as it was after the message comes back too.
+    static func sendThroughTheDaemon(_ arguments: [String]) async throws -> (Finished, RunningMilter, metrics: String) {
+        let port = try HTTPProbe.freePort()
         let daemon = try await RunningMilter.splitmilter(
             rules: "examples/splitmilter.rules", in: Paths.repository, instance: "bench.example",
-            extra: ["--log-level", "warning"])
-        let send = try await daemon.run { daemon in
-            try await Processes.run(try Paths.binary("milter-test"), ["send", daemon.socket, "--json"] + arguments)
+            extra: ["--log-level", "warning", "--metrics", "127.0.0.1:\(port)"])
+        return try await daemon.run { daemon in
+            let send = try await Processes.run(
+                try Paths.binary("milter-test"), ["send", daemon.socket, "--json"] + arguments)
+            let page = try await HTTPProbe.get(port: port, "/metrics", until: { $0.status == 200 })
+            return (send, daemon, page.body)
         }
-        return (send, daemon)
     }
 
     /// The whole list in To: was 200 KB here: libmilter dropped the connection at that header.
     @Test func eightThousandRecipientsGoThroughTheDaemon() async throws {
-        let (send, daemon) = try await ManyRecipientsTests.sendThroughTheDaemon(ManyRecipientsTests.recipients(8_000))
+        let (send, daemon, _) = try await ManyRecipientsTests.sendThroughTheDaemon(
+            ManyRecipientsTests.recipients(8_000))
         #expect(send.status == 0, "send exited \(send.status): \(send.errors)\ndaemon log:\n\(daemon.log)")
         let transcript = try SendJSON.object(send.output)
         #expect(transcript["verdict"] as? String == "accept")
@@ -81,7 +86,7 @@ struct ManyRecipientsTests {
     /// 452 4.5.3 at RCPT and the message goes on with the others' copies (it was tempfailed whole,
     /// on every retry, while RCPT was negotiated as no-reply).
     @Test func theRecipientPastTheLimitGets452AndTheMessageItsCopies() async throws {
-        let (send, daemon) = try await ManyRecipientsTests.sendThroughTheDaemon(
+        let (send, daemon, metrics) = try await ManyRecipientsTests.sendThroughTheDaemon(
             ManyRecipientsTests.recipients(10_001, domain: "example.org"))
         #expect(send.status == 0, "send exited \(send.status): \(send.errors)\ndaemon log:\n\(daemon.log)")
         let transcript = try SendJSON.object(send.output)
@@ -91,6 +96,11 @@ struct ManyRecipientsTests {
         #expect(answers.last?.contains("Too many recipients") == true, "\(answers.last ?? "")")
         #expect(transcript["verdict"] as? String == "accept")
         #expect(!SendJSON.modificationsInExplainForm(transcript).isEmpty)
+        // The 452 is the daemon's one TEMPFAIL answer, counted at its step; the message is counted.
+        #expect(metrics.contains("\nsplitmilter_tempfails_total{stage=\"rcpt\"} 1\n"), "\(metrics)")
+        #expect(metrics.contains("\nsplitmilter_tempfails_total{stage=\"eom\"} 0\n"), "\(metrics)")
+        #expect(metrics.contains("\nsplitmilter_messages_total 1\n"), "\(metrics)")
+        #expect(metrics.contains("\nsplitmilter_recipients_total 10001\n"), "\(metrics)")
     }
 
     /// A peer that stops in the middle of a command holds a libmilter worker thread: it is dropped
