@@ -29,16 +29,22 @@ let package = Package(
         .target(name: "CResolvShim", linkerSettings: [.linkedLibrary("resolv")]),
         // The C module over OpenSSL's libcrypto, for the SHA-256 of the rule files as read.
         .target(name: "CCryptoShim", linkerSettings: [.linkedLibrary("crypto")]),
+        // The C module over Debian's libpq, for the rows of `--database` (PostgreSQL).
+        .target(name: "CPostgresShim", linkerSettings: [.linkedLibrary("pq")]),
         // PURE: rule file language, per-recipient decisions, per-message plan. No I/O.
         .target(name: "SplitCore"),
         // The operating-system side shared by both executables: rule files on disk, sockets, logging.
         .target(name: "SplitSystem", dependencies: ["SplitCore", "CResolvShim", "CCryptoShim", logging]),
         // SHELL: the daemon's Prometheus metrics and their HTTP listener (/metrics, /ready, /health).
         .target(name: "SplitMetrics", dependencies: ["SplitCore", "SplitSystem", prometheus, logging]),
+        // SHELL: rules from PostgreSQL: the connection, the follower thread, the local cache.
+        .target(name: "SplitDatabase", dependencies: ["SplitCore", "SplitSystem", "CPostgresShim", logging]),
         // SHELL: the only code that touches libmilter.
         .target(
             name: "SplitDaemon",
-            dependencies: ["CMilterShim", "SplitCore", "SplitSystem", "SplitMetrics", "MilterProtocol", logging]),
+            dependencies: [
+                "CMilterShim", "SplitCore", "SplitSystem", "SplitMetrics", "SplitDatabase", "MilterProtocol", logging,
+            ]),
         // PURE: the milter wire protocol (version 6) as frames and typed messages. No sockets.
         .target(name: "MilterProtocol"),
         // SHELL: the MTA side of a milter session over unix/inet sockets, built on MilterProtocol.
@@ -54,6 +60,7 @@ let package = Package(
         .testTarget(name: "SplitSystemTests", dependencies: ["SplitSystem", "SplitCore"]),
         .testTarget(name: "MilterProtocolTests", dependencies: ["MilterProtocol"]),
         .testTarget(name: "SplitMetricsTests", dependencies: ["SplitMetrics", "SplitCore"]),
+        .testTarget(name: "SplitDatabaseTests", dependencies: ["SplitDatabase", "SplitCore"]),
         // The built milter-test and splitmilter as an administrator runs them: golden explain cases,
         // send against the daemon and opendkim, bench, the README's examples.
         .testTarget(name: "MilterTestTests", dependencies: ["MilterProtocol", "MilterClient"]),

@@ -7,6 +7,7 @@ import Glibc
 import Logging
 import MilterProtocol
 import SplitCore
+import SplitDatabase
 import SplitMetrics
 import SplitSystem
 
@@ -32,6 +33,8 @@ public struct DaemonOptions: Sendable {
     public var timeout: Int
     /// Where to serve /metrics, /ready and /health; nil: nowhere.
     public var metrics: MetricsAddress?
+    /// The `--database` settings file: `pgsql:` lists come from PostgreSQL; nil: no database.
+    public var database: String?
 
     public init(
         rulesPath: String, socket: MilterEndpoint, socketMode: UInt32, socketGroup: String?, instance: String,
@@ -80,9 +83,14 @@ public enum Daemon {
             logger.critical("\(error)")
             return 1
         }
+        var database: DatabaseStart?
+        if let path = options.database {
+            guard let opened = DatabaseStart.open(path, metrics: runtime.metrics, logger: logger) else { return 1 }
+            database = opened
+        }
         // The rules go straight into the runtime: this function keeps only their summary, so a
-        // reload's retirement of them finds no copy left here (see `reload`).
-        guard let (summary, resolvesSPF) = configure(options, logger: logger) else { return 1 }
+        // reload's retirement of them finds no copy left here (see `RuleBuilder`).
+        guard let (summary, resolvesSPF) = configure(options, database: database, logger: logger) else { return 1 }
         let refresher = ProviderRefresher(
             dns: options.dnsServer ?? ResolverDNS(), interval: options.spfRefresh, cachePath: options.spfCache)
         do {
@@ -122,10 +130,18 @@ public enum Daemon {
             logger.critical("\(error)")
             return 1
         }
+        if let database {
+            do {
+                try database.follow(logger: logger)
+            } catch {
+                logger.critical("\(error)")
+                return 1
+            }
+        }
         let notifier = ServiceNotifier.fromEnvironment
         DaemonSignals.onReloadSignal {
             notifier.reloading()
-            let status = reload(dryRun: options.dryRun)
+            let status = ruleBuilder.reload()
             refresher.refresh()
             notifier.ready(status: status)
         }
@@ -150,45 +166,24 @@ public enum Daemon {
         return 0
     }
 
-    /// Loads the rule file and puts the rules and settings into `runtime`; nil (logged) on errors.
-    /// Returns the rules' summary (with their hash) and whether they name `spf:` sources.
-    static func configure(_ options: DaemonOptions, logger: Logger) -> (summary: String, resolvesSPF: Bool)? {
-        let (loaded, sha256) = RuleLoader.loadWithDigest(options.rulesPath)
-        for diagnostic in loaded.diagnostics { logger.log(level: level(diagnostic), "\(diagnostic)") }
-        guard let rules = options.dryRun ? loaded.ruleSet?.everyRuleShadow() : loaded.ruleSet else {
-            logger.critical("\(loaded.errors.count) error(s) in \(options.rulesPath); not starting")
-            return nil
-        }
+    /// Loads the rule file (with the database's rows) and puts the rules and settings into
+    /// `runtime`; nil (logged) on errors. Returns the rules' summary (with their hash) and whether
+    /// they name `spf:` sources.
+    static func configure(_ options: DaemonOptions, database: DatabaseStart?, logger: Logger) -> (
+        summary: String, resolvesSPF: Bool
+    )? {
+        guard
+            let (rules, sha256) = ruleBuilder.start(
+                rulesPath: options.rulesPath, dryRun: options.dryRun, rows: database?.rows,
+                cachePath: database?.link.settings.cache, series: database?.series, logger: logger)
+        else { return nil }
+        database?.rulesInForce(logger: logger)
         runtime.configure(
             settings: DaemonSettings(
                 rulesPath: options.rulesPath, marker: CopyMarker(instance: options.instance),
                 noReply: options.noReply.enabled(for: options.socket)),
             rules: rules, counters: runtime.metrics.rulesLoaded(rules, sha256: sha256, reload: false), logger: logger)
         return (RuleReport.summary(rules, sha256: sha256), !rules.spfDomains.isEmpty)
-    }
-
-    /// Re-reads the rule file; on any error the old rules stay in force. Returns a status line.
-    /// Runs on the reload thread, which `DaemonSignals` starts at low priority: a million-line file
-    /// takes a second of CPU to read, and messages come first. `dryRun` as at start.
-    static func reload(dryRun: Bool) -> String {
-        let logger = runtime.logger
-        let path = runtime.settings.rulesPath
-        let (loaded, sha256) = RuleLoader.loadWithDigest(path)
-        for diagnostic in loaded.diagnostics { logger.log(level: level(diagnostic), "\(diagnostic)") }
-        guard let rules = dryRun ? loaded.ruleSet?.everyRuleShadow() : loaded.ruleSet else {
-            runtime.metrics.reloadFailed()
-            logger.error("reload of \(path) failed with \(loaded.errors.count) error(s); keeping the previous rules")
-            return "reload failed with \(loaded.errors.count) error(s); previous rules in force"
-        }
-        let summary = RuleReport.summary(rules, sha256: sha256)
-        let counters = runtime.metrics.rulesLoaded(rules, sha256: sha256, reload: true)
-        RuleRetirement.retire(runtime.replaceRules(rules, counters: counters), logger: logger)
-        logger.info("reloaded \(path): \(summary)")
-        return "rules: \(summary)"
-    }
-
-    static func level(_ diagnostic: Diagnostic) -> Logger.Level {
-        diagnostic.severity == .error ? .error : .warning
     }
 
     static func resolveGroup(_ name: String?, for spec: MilterEndpoint, logger: Logger) throws -> gid_t? {

@@ -270,4 +270,51 @@ enum MetricNames {
     static let spfRefreshes = Name("spf_refreshes_total", "Lookups of an spf: source, by result.")
     static let spfUp = Name("spf_up", "1 when the last lookup of an spf: source succeeded, else 0.")
     static let buildInfo = Name("build_info", "The running splitmilter's version.")
+    static let databaseUp = Name(
+        "database_up", "1 when the last exchange with the database (--database) succeeded, else 0.")
+    static let databaseSynced = Name(
+        "database_synced_timestamp_seconds",
+        "Unix time the rows in force were last known to be the database's (at start from the cache: when they were cached)."
+    )
+    static let databaseChange = Name(
+        "database_change", "The id of the last change (splitmilter.changes) that the rows in force include.")
+    static let databaseUpdates = Name(
+        "database_updates_total", "New rows from the database, by whether they made good rules (ok) or not (failed).")
+}
+
+/// The series of `--database`, made when the daemon starts with one.
+public struct DatabaseSeries: Sendable {
+    let up: Gauge
+    let synced: Gauge
+    let change: Gauge
+    let updatesOK: Counter
+    let updatesFailed: Counter
+
+    /// The database answered (or not) at `time`.
+    public func reachability(up isUp: Bool, at time: Double) {
+        up.set(to: isUp ? 1 : 0)
+        if isUp { synced.set(to: time) }
+    }
+
+    /// Rows from the database (or the cache, `synced` its time) are in force, up to `change`.
+    public func rowsInForce(change id: Int64, synced time: Double?) {
+        change.set(to: Double(id))
+        if let time { synced.set(to: time) }
+    }
+
+    /// New rows made good rules (`ok`) or rules with errors.
+    public func updated(ok: Bool) { ok ? updatesOK.increment() : updatesFailed.increment() }
+}
+
+extension DaemonMetrics {
+    public func makeDatabaseSeries() -> DatabaseSeries {
+        DatabaseSeries(
+            up: registry.makeGauge(descriptor: MetricNames.databaseUp.descriptor),
+            synced: registry.makeGauge(descriptor: MetricNames.databaseSynced.descriptor),
+            change: registry.makeGauge(descriptor: MetricNames.databaseChange.descriptor),
+            updatesOK: registry.makeCounter(
+                descriptor: MetricNames.databaseUpdates.descriptor, labels: [("result", "ok")]),
+            updatesFailed: registry.makeCounter(
+                descriptor: MetricNames.databaseUpdates.descriptor, labels: [("result", "failed")]))
+    }
 }

@@ -4,10 +4,18 @@ import Glibc
 
 public enum AtomicFile {
     public static func write(_ text: String, to path: String) throws {
+        try write(Array(text.utf8), to: path, mode: 0o644)
+    }
+
+    /// `mode` applies to a new file (the umask still narrows it); 0o600 for a file only its owner
+    /// may read.
+    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t) throws {
         let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw FileError(description: "\(temporary): \(String(cString: strerror(errno)))") }
-        var bytes = Array(text.utf8)
+        // A temporary file left by a crash keeps its old mode through O_TRUNC: set it again.
+        _ = fchmod(fd, mode)
+        var bytes = bytes
         var written = 0
         let ok = bytes.withUnsafeMutableBytes { buffer -> Bool in
             while written < buffer.count {

@@ -69,8 +69,22 @@ public enum RuleLoader {
     /// each further file's in `RuleSet.files` order (`RuleDigest.swift`). The hash is nil only
     /// when libcrypto fails.
     public static func loadWithDigest(_ path: String) -> (result: RuleParseResult, sha256: String?) {
-        let source = DigestingRuleSource()
-        let result = RuleParser.parse(file: path, source: source)
-        return (result, source.digest.finish())
+        let loaded = load(path, inputs: RuleInputs())
+        return (loaded.result, loaded.sha256)
     }
+
+    /// Parses the rule file with `inputs` (database rows, remembered files); with `remember`,
+    /// `files` holds every file as read, for a rebuild after a database change.
+    public static func load(_ path: String, inputs: RuleInputs, remember: Bool = false) -> LoadedRules {
+        let source = DigestingRuleSource(inputs, remember: remember)
+        let result = RuleParser.parse(file: path, source: source)
+        return LoadedRules(result: result, sha256: source.digest.finish(), files: remember ? source.read : nil)
+    }
+}
+
+public struct LoadedRules: Sendable {
+    public let result: RuleParseResult
+    /// SHA-256 of the files and database lists as read; nil only when libcrypto failed.
+    public let sha256: String?
+    public let files: RememberedFiles?
 }

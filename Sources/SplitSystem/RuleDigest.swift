@@ -42,16 +42,57 @@ final class SHA256Digest {
     }
 }
 
-/// A `DiskRuleSource` that hashes every file it hands the parser, in reading order.
+/// A `DiskRuleSource` that hashes every file it hands the parser, in reading order, and the text
+/// of every database list (`inputs.database`). With `inputs.files`, files are served from there
+/// instead of the disk (a database change rebuilds the rules from the files as last read); the
+/// files it read are kept in `read` when asked (`remember`).
 final class DigestingRuleSource: RuleSource {
     let disk = DiskRuleSource()
     let digest = SHA256Digest()
+    let inputs: RuleInputs
+    let remember: Bool
+    private(set) var read = RememberedFiles()
+
+    init(_ inputs: RuleInputs = RuleInputs(), remember: Bool = false) {
+        self.inputs = inputs
+        self.remember = remember
+    }
 
     func contents(of path: String) throws -> [UInt8] {
-        let bytes = try disk.contents(of: path)
+        let bytes = try inputs.files?.contents[path] ?? disk.contents(of: path)
+        if remember { read.contents[path] = bytes }
         digest.update(bytes)
         return bytes
     }
 
-    func expand(pattern: String) throws -> [String] { try disk.expand(pattern: pattern) }
+    func expand(pattern: String) throws -> [String] {
+        let paths = try inputs.files?.expansions[pattern] ?? disk.expand(pattern: pattern)
+        if remember { read.expansions[pattern] = paths }
+        return paths
+    }
+
+    func databaseList(_ name: String, in table: DatabaseTable) throws -> [UInt8] {
+        guard let rows = inputs.database else { throw NoDatabase() }
+        let bytes = try rows.text(of: name, in: table)
+        digest.update(bytes)
+        return bytes
+    }
+}
+
+/// What rules are built from besides the rule file's path: the database's rows, and the files as
+/// last read (nil: read them from the disk).
+public struct RuleInputs: Sendable {
+    public var database: DatabaseRows?
+    public var files: RememberedFiles?
+
+    public init(database: DatabaseRows? = nil, files: RememberedFiles? = nil) {
+        self.database = database
+        self.files = files
+    }
+}
+
+/// Rule and list files as read, and the include globs' matches.
+public struct RememberedFiles: Sendable {
+    var contents: [String: [UInt8]] = [:]
+    var expansions: [String: [String]] = [:]
 }

@@ -81,6 +81,13 @@ struct SplitmilterCommand: ParsableCommand {
     )
     var metrics: String?
 
+    @Option(
+        name: .long,
+        help:
+            "PostgreSQL settings (key = value) for the rule file's pgsql: lists; the daemon follows the database's changes live. With --check, the rows are read from it, or from its cache when it cannot be reached."
+    )
+    var database: String?
+
     @Flag(name: .long, help: "Check the rule file, print every error and exit (non-zero on errors).")
     var check = false
 
@@ -139,7 +146,14 @@ struct SplitmilterCommand: ParsableCommand {
     func run() throws {
         if check {
             var standardError = StandardError()
-            let loaded = RuleLoader.load(rules)
+            var inputs = RuleInputs()
+            if let database {
+                guard let rows = Daemon.rowsForCheck(database, logger: Logger(label: "splitmilter")) else {
+                    throw ExitCode.failure
+                }
+                inputs.database = rows
+            }
+            let loaded = RuleLoader.load(rules, inputs: inputs).result
             for diagnostic in loaded.diagnostics { print(diagnostic, to: &standardError) }
             guard let ruleSet = loaded.ruleSet else {
                 print("\(rules): \(loaded.errors.count) error(s)", to: &standardError)
@@ -174,6 +188,7 @@ struct SplitmilterCommand: ParsableCommand {
             metrics: try parsedMetrics()
         )
         options.dryRun = dryRun
+        options.database = database
         let status = Daemon.run(options, logger: Logger(label: "splitmilter"))
         if status != 0 { throw ExitCode(status) }
     }

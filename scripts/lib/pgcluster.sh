@@ -233,6 +233,7 @@ pg_cluster_restart() {
         pg_say "$dir: no cluster (pg_cluster_start makes one)"
         return 1
     fi
+    pg_find_bindir || return 1
     pg_cluster_stop "$dir" || return 1
     _pg_server_start "$dir"
 }

@@ -679,7 +679,7 @@ struct ParserState {
 
     mutating func parseScope(_ kind: String, _ line: Line, into section: inout SectionBuilder) {
         guard !line.arguments.isEmpty else {
-            error("'\(kind)' needs user names or 'file:PATH'", line.at)
+            error("'\(kind)' needs user names, 'file:PATH' or 'pgsql:LIST'", line.at)
             return
         }
         if let other = section.scopeKind, other != kind {
@@ -691,25 +691,46 @@ struct ParserState {
             section.scopeKind = kind
             section.scopeReference = line.reference
         }
-        addUsers(line, listName: kind, allowFiles: true, into: &section.scopeUsers)
+        addUsers(line, listName: kind, into: &section.scopeUsers)
     }
 
-    /// Adds the user names of the line, and with `allowFiles` the users of `file:PATH` lists, to
+    /// Adds the user names of the line, the users of `file:PATH` lists and of `pgsql:LIST` lists to
     /// `users`; a name given twice is an error at its second position.
-    mutating func addUsers(_ line: Line, listName: String, allowFiles: Bool, into users: inout Set<String>) {
+    mutating func addUsers(_ line: Line, listName: String, into users: inout Set<String>) {
+        let source = self.source
         for word in line.arguments {
             let bytes = line.bytes(of: word)
-            if allowFiles, bytes.starts(with: "file:".utf8), line.text(word).hasPrefix("file:") {
+            if bytes.starts(with: "file:".utf8), line.text(word).hasPrefix("file:") {
                 let listPath = RulePath.resolve(String(line.text(word).dropFirst(5)), relativeTo: line.file.path)
-                readUserList(listPath, at: line.location(word), into: &users)
+                readUserList(listPath, at: line.location(word), into: &users) { try source.contents(of: listPath) }
+            } else if bytes.starts(with: DatabaseListName.prefix.utf8) {
+                guard let name = checkListName(line, word) else { continue }
+                readUserList(DatabaseListName.prefix + name, at: line.location(word), into: &users) {
+                    try source.databaseList(name, in: .members)
+                }
             } else if let user = checkUserName(bytes, at: line.location(word)), !users.insert(user).inserted {
                 error("duplicate user '\(user)' in '\(listName)' list", line.location(word))
             }
         }
     }
 
+    /// The list name of a `pgsql:LIST` word, or nil (and an error at the word).
+    mutating func checkListName(_ line: Line, _ word: Word) -> String? {
+        let text = line.text(word)
+        let name = text.dropFirst(DatabaseListName.prefix.utf8.count)
+        if let problem = DatabaseListName.problem(in: name) {
+            error("'\(text)' does not name a database list: \(problem)", line.location(word))
+            return nil
+        }
+        return String(name)
+    }
+
     mutating func parseUser(_ line: Line, into section: inout SectionBuilder) {
         let args = line.arguments
+        if args.count == 1, let word = args.first, line.bytes(of: word).starts(with: DatabaseListName.prefix.utf8) {
+            parseDatabaseUserRules(line, word, into: &section)
+            return
+        }
         guard args.count >= 3 else {
             error("'user' needs a name, an action and its arguments, e.g. 'user carol.smith rewrite carol'", line.at)
             return
@@ -757,6 +778,61 @@ struct ParserState {
         section.users[name] = rule
     }
 
+    /// `user pgsql:LIST`: the list's rows, each read as a `user` line of this section (after a
+    /// `shadow`, each a shadow rule). A row's errors end with its key (`nameRow`), since its line
+    /// number in the list's text means nothing in the database; after 20 the rest go unread.
+    mutating func parseDatabaseUserRules(_ line: Line, _ word: Word, into section: inout SectionBuilder) {
+        guard let name = checkListName(line, word) else { return }
+        let path = DatabaseListName.prefix + name
+        let file: RuleFileText
+        do {
+            file = RuleFileText(path: path, bytes: try source.databaseList(name, in: .rules))
+        } catch {
+            self.error("cannot read user rules '\(path)': \(error)", line.location(word))
+            return
+        }
+        files.append(path)
+        let errorsBefore = diagnostics.count
+        file.bytes.withUnsafeBufferPointer { bytes in
+            let rows = bytes.count(where: { $0 == UInt8(ascii: "\n") })
+            section.users.reserveCapacity(section.users.count + rows)
+            section.usersReserved = true
+            var row = Line(file: file, bytes: bytes)
+            var next = 0
+            var number = 0
+            while next < bytes.count, diagnostics.count - errorsBefore < 20 {
+                number += 1
+                next = row.read(from: next, number: number)
+                guard let keyword = row.words.first else { continue }
+                guard row.word(keyword, is: "user") else {
+                    error("a row of '\(path)' must read as a 'user' line", row.at)
+                    continue
+                }
+                row.shadow = line.shadow
+                let before = diagnostics.count
+                parseUser(row, into: &section)
+                if diagnostics.count > before { nameRow(row, list: name, since: before) }
+            }
+        }
+        if diagnostics.count - errorsBefore >= 20 {
+            error("too many errors in user rules '\(path)'; stopped reporting", line.location(word))
+        }
+    }
+
+    /// Adds the row's identity (its key columns) to the diagnostics from `since` on: the line
+    /// number of a row in its list's text is not something the administrator can look up.
+    mutating func nameRow(_ row: Line, list: String, since: Int) {
+        let key = row.words.dropFirst().prefix(2).map(row.text)
+        let identity = " (row list='\(list)' name='\(key.first ?? "")' action='\(key.dropFirst().first ?? "")')"
+        for index in since..<diagnostics.count {
+            let found = diagnostics[index]
+            diagnostics[index] =
+                found.severity == .error
+                ? .error(found.message + identity, at: found.location)
+                : .warning(found.message + identity, at: found.location)
+        }
+    }
+
     /// The lower-cased user name in `bytes`, or nil (and an error at `at`) when it is not one.
     mutating func checkUserName(_ bytes: UnsafeBufferPointer<UInt8>, at: SourceLocation) -> String? {
         if let problem = LocalPartCharacters.problem(in: bytes) {
@@ -766,12 +842,15 @@ struct ParserState {
         return lowercasedString(bytes)
     }
 
-    /// Reads one user per line; `#` comments and blank lines are allowed. Built for lists of a
-    /// million names: one pass over the bytes, one hash insert per name.
-    mutating func readUserList(_ path: String, at: SourceLocation, into users: inout Set<String>) {
+    /// Reads one user per line of what `read` returns (a file, or a database list's rows as text);
+    /// `#` comments and blank lines are allowed. `path` names the list in errors. Built for lists
+    /// of a million names: one pass over the bytes, one hash insert per name.
+    mutating func readUserList(
+        _ path: String, at: SourceLocation, into users: inout Set<String>, read: () throws -> [UInt8]
+    ) {
         let bytes: [UInt8]
         do {
-            bytes = try source.contents(of: path)
+            bytes = try read()
         } catch {
             self.error("cannot read user list '\(path)': \(error)", at)
             return
@@ -828,7 +907,7 @@ extension LocalPartCharacters {
 extension ParserState {
     mutating func parseKnown(_ line: Line, into section: inout SectionBuilder) {
         guard !line.arguments.isEmpty else {
-            error("'known' needs user names or 'file:PATH'", line.at)
+            error("'known' needs user names, 'file:PATH' or 'pgsql:LIST'", line.at)
             return
         }
         if let first = section.knownReference, first.isShadow != line.shadow {
@@ -841,7 +920,7 @@ extension ParserState {
         if section.knownReference == nil { section.knownReference = line.reference }
         var users = section.knownUsers ?? []
         section.knownUsers = nil
-        addUsers(line, listName: "known", allowFiles: true, into: &users)
+        addUsers(line, listName: "known", into: &users)
         section.knownUsers = users
     }
 
@@ -851,7 +930,7 @@ extension ParserState {
             return
         }
         if section.anyClientReference == nil { section.anyClientReference = line.reference }
-        addUsers(line, listName: "allow-any", allowFiles: false, into: &section.anyClientUsers)
+        addUsers(line, listName: "allow-any", into: &section.anyClientUsers)
     }
 
     /// CIDRs, `file:PATH` (one CIDR per line) and `spf:DOMAIN`.

@@ -1,0 +1,185 @@
+/// The rows splitmilter follows in PostgreSQL (docs/postgresql/schema.sql): user lists
+/// (`list_members`) and per-user rules (`user_rules`), by list name, and the id of the last change
+/// they include (`changes.id`).
+///
+/// Invariants:
+/// - each list's rows are sorted by their key's bytes (PostgreSQL's `COLLATE "C"`), so every host
+///   renders the same text, and the same SHA-256, from the same rows;
+/// - applying the changes after `changeID`, in id order, gives the rows as of the newest of them
+///   (the schema hands ids out densely, in commit order);
+/// - a change is O(log n) to find and one array shift to apply: a one-row change to a list of a
+///   million names is not a re-read of the list;
+/// - nothing is checked here but that a row can be written as one line: the parser checks a list's
+///   text exactly as it checks a file (`RuleSource.databaseList`).
+
+public struct DatabaseRows: Sendable, Equatable {
+    /// One row of `user_rules`: read as the rule line `user NAME ACTION TARGETS`.
+    public struct Rule: Sendable, Hashable {
+        public let name: String
+        public let action: String
+        public let targets: String
+
+        public init(name: String, action: String, targets: String) {
+            self.name = name
+            self.action = action
+            self.targets = targets
+        }
+
+        /// Sorted by name, then action, bytewise.
+        static func precedes(_ left: Rule, _ right: Rule) -> Bool {
+            if !left.name.utf8.elementsEqual(right.name.utf8) {
+                return left.name.utf8.lexicographicallyPrecedes(right.name.utf8)
+            }
+            return left.action.utf8.lexicographicallyPrecedes(right.action.utf8)
+        }
+    }
+
+    /// A row of `changes`: what one committed row change did.
+    public enum Change: Sendable, Equatable {
+        case setMember(list: String, name: String)
+        case deleteMember(list: String, name: String)
+        case setRule(list: String, Rule)
+        case deleteRule(list: String, name: String, action: String)
+        /// A table was truncated: only a whole new read gives the rows.
+        case reload
+    }
+
+    /// Names of each list, sorted bytewise.
+    public private(set) var members: [String: [String]] = [:]
+    /// Rules of each list, sorted by (name, action).
+    public private(set) var rules: [String: [Rule]] = [:]
+    /// The id of the last change the rows include (0: none yet).
+    public var changeID: Int64
+
+    public init(changeID: Int64 = 0) { self.changeID = changeID }
+
+    /// Rows read whole: `members` and `rules` in any order (sorted here, once).
+    public init(changeID: Int64, members: [(list: String, name: String)], rules: [(list: String, rule: Rule)]) {
+        self.changeID = changeID
+        for (list, name) in members { self.members[list, default: []].append(name) }
+        for (list, rule) in rules { self.rules[list, default: []].append(rule) }
+        for list in self.members.keys {
+            self.members[list]?.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        }
+        for list in self.rules.keys { self.rules[list]?.sort(by: Rule.precedes) }
+    }
+
+    public var memberCount: Int { members.values.reduce(0) { $0 + $1.count } }
+    public var ruleCount: Int { rules.values.reduce(0) { $0 + $1.count } }
+
+    /// Applies one change; false for `.reload`, which these rows cannot apply (read them anew).
+    public mutating func apply(_ change: Change) -> Bool {
+        switch change {
+        case .setMember(let list, let name):
+            let index = Self.position(of: name, in: members[list] ?? [])
+            if index.found { return true }
+            members[list, default: []].insert(name, at: index.at)
+        case .deleteMember(let list, let name):
+            let index = Self.position(of: name, in: members[list] ?? [])
+            guard index.found else { return true }
+            members[list]?.remove(at: index.at)
+            if members[list]?.isEmpty == true { members[list] = nil }
+        case .setRule(let list, let rule):
+            let index = Self.position(of: rule, in: rules[list] ?? [])
+            if index.found {
+                rules[list]?[index.at] = rule
+            } else {
+                rules[list, default: []].insert(rule, at: index.at)
+            }
+        case .deleteRule(let list, let name, let action):
+            let index = Self.position(of: Rule(name: name, action: action, targets: ""), in: rules[list] ?? [])
+            guard index.found else { return true }
+            rules[list]?.remove(at: index.at)
+            if rules[list]?.isEmpty == true { rules[list] = nil }
+        case .reload:
+            return false
+        }
+        return true
+    }
+
+    /// The list's rows as the parser reads them: a user list one name a line, user rules one
+    /// `user NAME ACTION TARGETS` line a row. A list with no rows is empty text. Throws for a row
+    /// that cannot be one line of words (a blank, comma, `#` or control character in a key, a line
+    /// break in the targets), naming the row.
+    public func text(of list: String, in table: DatabaseTable) throws -> [UInt8] {
+        var text: [UInt8] = []
+        switch table {
+        case .members:
+            let names = members[list] ?? []
+            text.reserveCapacity(names.reduce(0) { $0 + $1.utf8.count + 1 })
+            for name in names {
+                guard Self.isOneWord(name) else {
+                    throw RowError(list: list, table: table, key: "name='\(name)'", problem: Self.notOneWord)
+                }
+                text.append(contentsOf: name.utf8)
+                text.append(UInt8(ascii: "\n"))
+            }
+        case .rules:
+            let rows = rules[list] ?? []
+            text.reserveCapacity(
+                rows.reduce(0) { $0 + 7 + $1.name.utf8.count + $1.action.utf8.count + $1.targets.utf8.count })
+            for rule in rows {
+                let key = "name='\(rule.name)' action='\(rule.action)'"
+                guard Self.isOneWord(rule.name), Self.isOneWord(rule.action) else {
+                    throw RowError(list: list, table: table, key: key, problem: Self.notOneWord)
+                }
+                guard rule.targets.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "#") }) else {
+                    throw RowError(
+                        list: list, table: table, key: key, problem: "the targets hold '#' or a control character")
+                }
+                text.append(contentsOf: "user ".utf8)
+                text.append(contentsOf: rule.name.utf8)
+                text.append(UInt8(ascii: " "))
+                text.append(contentsOf: rule.action.utf8)
+                text.append(UInt8(ascii: " "))
+                text.append(contentsOf: rule.targets.utf8)
+                text.append(UInt8(ascii: "\n"))
+            }
+        }
+        return text
+    }
+
+    /// A row that cannot be written as one line of the list's text.
+    public struct RowError: Error, CustomStringConvertible, Sendable {
+        public let list: String
+        public let table: DatabaseTable
+        public let key: String
+        public let problem: String
+
+        public var description: String { "row of \(table.rawValue) list='\(list)' \(key): \(problem)" }
+    }
+
+    static let notOneWord = "a key holds a blank, a comma, '#' or a control character"
+
+    /// True when `word` is read back as one word: no separator, `#` or control character.
+    static func isOneWord(_ word: String) -> Bool {
+        !word.isEmpty
+            && word.utf8.allSatisfy {
+                $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: ",") && $0 != UInt8(ascii: "#")
+            }
+    }
+
+    /// Where `name` is in the sorted `names`, or where it goes.
+    static func position(of name: String, in names: [String]) -> (at: Int, found: Bool) {
+        var low = 0
+        var high = names.count
+        while low < high {
+            let middle = (low + high) / 2
+            if names[middle].utf8.lexicographicallyPrecedes(name.utf8) { low = middle + 1 } else { high = middle }
+        }
+        return (low, low < names.count && names[low].utf8.elementsEqual(name.utf8))
+    }
+
+    static func position(of rule: Rule, in rules: [Rule]) -> (at: Int, found: Bool) {
+        var low = 0
+        var high = rules.count
+        while low < high {
+            let middle = (low + high) / 2
+            if Rule.precedes(rules[middle], rule) { low = middle + 1 } else { high = middle }
+        }
+        let found =
+            low < rules.count && rules[low].name.utf8.elementsEqual(rule.name.utf8)
+            && rules[low].action.utf8.elementsEqual(rule.action.utf8)
+        return (low, found)
+    }
+}
