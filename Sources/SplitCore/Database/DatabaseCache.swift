@@ -104,6 +104,11 @@ public enum DatabaseCache {
     }
 
     static func escape(_ field: String, into out: inout [UInt8]) {
+        // Nearly every field has nothing to escape: one scan, one copy.
+        if field.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "%") }) {
+            out.append(contentsOf: field.utf8)
+            return
+        }
         let digits = Array("0123456789ABCDEF".utf8)
         for byte in field.utf8 {
             if byte <= 0x20 || byte == 0x7F || byte == UInt8(ascii: "%") {
