@@ -70,6 +70,8 @@ public final class DatabaseFollower: Sendable {
 
     func run(from initial: DatabaseRows) {
         var rows = initial
+        // The change whose rows are in force: `rows` may be ahead, with rows that have errors.
+        var inForce = initial.changeID
         var backoff = 1.0
         var downSince: Double?
         var lastComplaint = 0.0
@@ -80,12 +82,12 @@ public final class DatabaseFollower: Sendable {
                 if let since = downSince {
                     let seconds = Int(Self.now() - since)
                     logger.notice(
-                        "database \(link.settings.description) reachable again after \(seconds) s; catching up from change \(rows.changeID)"
+                        "database \(link.settings.description) reachable again after \(seconds) s; catching up from change \(rows.changeID) (rules in force: change \(inForce))"
                     )
                 }
                 downSince = nil
                 backoff = 1
-                try follow(connection, &rows)
+                try follow(connection, &rows, &inForce)
             } catch {
                 let now = Self.now()
                 observer.reachability(up: false, at: now)
@@ -93,13 +95,13 @@ public final class DatabaseFollower: Sendable {
                     downSince = now
                     lastComplaint = now
                     logger.error(
-                        "database \(link.settings.description): \(error); keeping the rules of change \(rows.changeID), reconnecting with backoff"
+                        "database \(link.settings.description): \(error); keeping the rules of change \(inForce), reconnecting with backoff"
                     )
                 } else if now - lastComplaint >= 60, let since = downSince {
                     lastComplaint = now
                     let seconds = Int(now - since)
                     logger.warning(
-                        "database still unreachable after \(seconds) s (\(error)); the rules in force are those of change \(rows.changeID)"
+                        "database still unreachable after \(seconds) s (\(error)); the rules in force are those of change \(inForce)"
                     )
                 }
                 usleep(UInt32(backoff * 1_000_000))
@@ -109,21 +111,25 @@ public final class DatabaseFollower: Sendable {
     }
 
     /// Applies what is pending, then waits for notifications; returns only by throwing.
-    func follow(_ connection: PostgresLink, _ rows: inout DatabaseRows) throws(DatabaseError) {
+    func follow(_ connection: PostgresLink, _ rows: inout DatabaseRows, _ inForce: inout Int64)
+        throws(DatabaseError)
+    {
         while true {
-            try sync(connection, &rows)
+            if try sync(connection, &rows) { inForce = rows.changeID }
             _ = try connection.waitForNotification(timeout: Self.pollInterval)
         }
     }
 
-    /// Brings `rows` up to the database's last committed change and hands them on when they moved.
-    func sync(_ connection: PostgresLink, _ rows: inout DatabaseRows) throws(DatabaseError) {
+    /// Brings `rows` up to the database's last committed change and hands them on when they moved;
+    /// true when the observer put them in force.
+    @discardableResult
+    func sync(_ connection: PostgresLink, _ rows: inout DatabaseRows) throws(DatabaseError) -> Bool {
         let started = Self.now()
         guard let text = try connection.query("SELECT last FROM splitmilter.change_counter").first?.first ?? nil,
             let last = Int64(text)
         else { throw DatabaseError("splitmilter.change_counter has no row (see docs/postgresql/schema.sql)") }
         observer.reachability(up: true, at: started)
-        guard last != rows.changeID else { return }
+        guard last != rows.changeID else { return false }
         var readWhole = last < rows.changeID || last - rows.changeID > Self.fullReadThreshold
         var applied = 0
         if !readWhole {
@@ -162,6 +168,7 @@ public final class DatabaseFollower: Sendable {
             logger.error(
                 "database: \(what) up to change \(rows.changeID); the rows have errors, the rules in force stay")
         }
+        return accepted
     }
 
     /// Every row, with the id of the last change they include: one REPEATABLE READ transaction.

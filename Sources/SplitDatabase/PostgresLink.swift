@@ -47,6 +47,9 @@ final class PostgresLink {
             PQfinish(made)
             throw DatabaseError(message)
         }
+        // libpq would print the server's notices and its closing FATAL to stderr, outside the
+        // daemon's log format; what matters reaches the follower as an error, which it logs.
+        PQsetNoticeProcessor(made, { _, _ in }, nil)
         connection = made
     }
 
