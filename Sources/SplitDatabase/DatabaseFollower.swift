@@ -153,7 +153,9 @@ public final class DatabaseFollower: Sendable {
                 next = id
                 applied += 1
             }
-            if !readWhole && next < last && applied == 0 { readWhole = true }
+            // Every id up to `last` was committed when the counter was read, so one not found
+            // (the newest ones, or all of them) was pruned: only the whole rows can say what it did.
+            if !readWhole && next < last { readWhole = true }
             if !readWhole { rows = candidate }
         }
         if readWhole {

@@ -10,7 +10,9 @@ import SplitSystem
 
 public enum DatabasePassword {
     public static func read(_ path: String) throws(DatabaseError) -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        // O_NONBLOCK: a named pipe is refused below instead of blocking open(2) until a writer
+        // comes (it changes nothing for a regular file).
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { throw DatabaseError("password_file \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var info = stat()
