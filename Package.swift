@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "SplitSystemTests", dependencies: ["SplitSystem", "SplitCore"]),
         .testTarget(name: "MilterProtocolTests", dependencies: ["MilterProtocol"]),
         .testTarget(name: "SplitMetricsTests", dependencies: ["SplitMetrics", "SplitCore"]),
-        .testTarget(name: "SplitDatabaseTests", dependencies: ["SplitDatabase", "SplitCore"]),
+        .testTarget(name: "SplitDatabaseTests", dependencies: ["SplitDatabase", "SplitCore", logging]),
         // The built milter-test and splitmilter as an administrator runs them: golden explain cases,
         // send against the daemon and opendkim, bench, the README's examples.
         .testTarget(name: "MilterTestTests", dependencies: ["MilterProtocol", "MilterClient"]),
