@@ -100,7 +100,11 @@ public enum DatabaseCache {
         if let failure { throw failure }
         guard ended else { throw FormatError(line: number + 1, problem: "the file ends before 'end' (cut short)") }
         guard let change, let saved else { throw FormatError(line: 2, problem: "no 'change' or 'saved' line") }
-        return Contents(rows: DatabaseRows(changeID: change, members: members, rules: rules), saved: saved)
+        let rows = DatabaseRows(changeID: change, members: members, rules: rules)
+        guard rows.memberCount + rows.ruleCount == members.count + rules.count else {
+            throw FormatError(line: number, problem: "a row's key appears twice (a damaged cache)")
+        }
+        return Contents(rows: rows, saved: saved)
     }
 
     static func escape(_ field: String, into out: inout [UInt8]) {

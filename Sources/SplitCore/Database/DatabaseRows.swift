@@ -10,7 +10,8 @@
 /// - a change is O(log n) to find and one array shift to apply: a one-row change to a list of a
 ///   million names is not a re-read of the list;
 /// - nothing is checked here but that a row can be written as one line: the parser checks a list's
-///   text exactly as it checks a file (`RuleSource.databaseList`).
+///   text exactly as it checks a file (`RuleSource.databaseList`); rows of a list no rule file can
+///   name (`DatabaseListName`) are not kept.
 
 public struct DatabaseRows: Sendable, Equatable {
     /// One row of `user_rules`: read as the rule line `user NAME ACTION TARGETS`.
@@ -53,22 +54,55 @@ public struct DatabaseRows: Sendable, Equatable {
 
     public init(changeID: Int64 = 0) { self.changeID = changeID }
 
-    /// Rows read whole: `members` and `rules` in any order (sorted here, once).
+    /// Rows read whole: `members` and `rules` in any order (sorted here, once). A key given twice
+    /// (the database's primary keys make that impossible; a damaged cache file does not) is kept
+    /// once, the last given.
     public init(changeID: Int64, members: [(list: String, name: String)], rules: [(list: String, rule: Rule)]) {
         self.changeID = changeID
-        for (list, name) in members { self.members[list, default: []].append(name) }
-        for (list, rule) in rules { self.rules[list, default: []].append(rule) }
+        for (list, name) in members where Self.canBeNamed(list) { self.members[list, default: []].append(name) }
+        for (list, rule) in rules where Self.canBeNamed(list) { self.rules[list, default: []].append(rule) }
         for list in self.members.keys {
             self.members[list]?.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            self.members[list] = self.members[list].map { names in
+                names.enumerated().filter {
+                    $0.offset == 0 || !names[$0.offset - 1].utf8.elementsEqual($0.element.utf8)
+                }
+                .map(\.element)
+            }
         }
-        for list in self.rules.keys { self.rules[list]?.sort(by: Rule.precedes) }
+        for list in self.rules.keys {
+            // A stable sort keeps equal keys in the order given: the last of each run is kept.
+            self.rules[list] = self.rules[list].map { rules in
+                let sorted = rules.enumerated().sorted {
+                    Rule.precedes($0.element, $1.element)
+                        || (!Rule.precedes($1.element, $0.element) && $0.offset < $1.offset)
+                }.map(\.element)
+                return sorted.enumerated().filter { index, rule in
+                    index == sorted.count - 1 || !Self.sameKey(rule, sorted[index + 1])
+                }.map(\.element)
+            }
+        }
+    }
+
+    static func sameKey(_ left: Rule, _ right: Rule) -> Bool {
+        left.name.utf8.elementsEqual(right.name.utf8) && left.action.utf8.elementsEqual(right.action.utf8)
     }
 
     public var memberCount: Int { members.values.reduce(0) { $0 + $1.count } }
     public var ruleCount: Int { rules.values.reduce(0) { $0 + $1.count } }
 
+    /// True when a rule file can name `list` (`DatabaseListName`): rows of other lists are not
+    /// kept. (Their names could also be equal as strings and differ in bytes, as the two spellings
+    /// of é do; the lists are keyed by string.)
+    static func canBeNamed(_ list: String) -> Bool { DatabaseListName.problem(in: list[...]) == nil }
+
     /// Applies one change; false for `.reload`, which these rows cannot apply (read them anew).
     public mutating func apply(_ change: Change) -> Bool {
+        switch change {
+        case .setMember(let list, _), .deleteMember(let list, _), .setRule(let list, _), .deleteRule(let list, _, _):
+            guard Self.canBeNamed(list) else { return true }
+        case .reload: break
+        }
         switch change {
         case .setMember(let list, let name):
             let index = Self.position(of: name, in: members[list] ?? [])

@@ -27,7 +27,7 @@ import Testing
         var rules: [(list: String, rule: Rule)] = []
         for (index, field) in odd.enumerated() {
             members.append((list: "google", name: field))
-            members.append((list: field, name: "alice"))
+            members.append((list: "list-\(index)", name: "alice"))
             rules.append(
                 (list: "users", rule: Rule(name: field, action: "copy", targets: "\(field)@x.org  b@y.org \(index)")))
             rules.append((list: "users", rule: Rule(name: "bob\(index)", action: field, targets: field)))

@@ -124,6 +124,24 @@ extension DatabaseRows {
         }
     }
 
+    @Test func keepsNoRowOfAListNoRuleFileCanName() {
+        // Both spellings of é are one dictionary key but two lists in the database; a rule file
+        // names lists in ASCII only, so such rows are never used and not kept.
+        var rows = DatabaseRows(
+            changeID: 1,
+            members: [
+                (list: "caf\u{E9}", name: "alice"), (list: "cafe\u{301}", name: "alice"), (list: "ok", name: "bob"),
+            ],
+            rules: [(list: "a b", rule: Rule(name: "carol", action: "copy", targets: "c@x.org"))])
+        #expect(rows.members == ["ok": ["bob"]])
+        #expect(rows.rules.isEmpty)
+        let appliedMember = rows.apply(.setMember(list: "caf\u{E9}", name: "dave"))
+        let appliedRule = rows.apply(.setRule(list: "", Rule(name: "x", action: "copy", targets: "x@y.org")))
+        #expect(appliedMember && appliedRule)
+        #expect(rows.members == ["ok": ["bob"]])
+        #expect(rows.rules.isEmpty)
+    }
+
     @Test func appliesMemberChanges() {
         var rows = DatabaseRows(
             changeID: 3, members: [(list: "g", name: "carol"), (list: "g", name: "alice"), (list: "h", name: "x")],
