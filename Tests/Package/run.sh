@@ -14,7 +14,12 @@
 #      one copy at the sink;
 #   5. `systemctl reload` (the unit's ExecReload lines) with a broken rule file: fails, the old
 #      rules stay; with a good one: RELOADING=1 … READY=1 and the new rules apply;
-#   6. reinstalling keeps the edited conffile; purge leaves nothing of the package behind.
+#   6. lists and per-user rules from PostgreSQL, set up as README.Debian says (a private cluster from
+#      scripts/lib/pgcluster.sh; the password file, database.conf, SPLITMILTER_OPTIONS, a restart):
+#      the rows are read and copy mail, the cache is written, a committed UPDATE reaches the
+#      daemon without a reload, the unit's reload checks with the database, and a password file
+#      that others may read stops the start;
+#   7. reinstalling keeps the edited conffile; purge leaves nothing of the package behind.
 #
 # Prints "package: N passed, M failed" and exits non-zero on any failure.
 
@@ -24,6 +29,8 @@ HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd -- "$HERE/../.." && pwd)
 # shellcheck source=scripts/lib/instance.sh
 source "$REPO/scripts/lib/instance.sh"
+# shellcheck source=scripts/lib/pgcluster.sh
+source "$REPO/scripts/lib/pgcluster.sh"
 
 UNIT=/lib/systemd/system/splitmilter.service
 RULES=/etc/splitmilter/splitmilter.rules
@@ -33,6 +40,10 @@ LOCAL_USER=smpkgtest
 COPY_DOMAIN=gapps.example.org
 # Postfix's maillog_file must be under one of maillog_file_prefixes (default /var, /dev/stdout).
 MAILLOG=/var/log/splitmilter-package-test.log
+DEFAULTS=/etc/default/splitmilter
+DB_CONF=/etc/splitmilter/database.conf
+DB_PASSWORD=/etc/splitmilter/database.password
+DB_CACHE=/var/lib/splitmilter/database.cache
 
 PASSED=0 FAILED=0
 say() { printf '%s\n' "$*"; }
@@ -59,6 +70,9 @@ POSTFIX_CONFIGURED=0
 restore_machine() {
     /etc/init.d/postfix stop >/dev/null 2>&1
     if [[ -n ${DAEMON_PID:-} ]]; then kill -TERM "$DAEMON_PID" 2>/dev/null; fi
+    if [[ -n ${PG_DIR:-} ]]; then PG_TAG=package pg_cluster_stop "$PG_DIR"; fi
+    # Files an administrator adds under /etc/splitmilter stay on purge: the test's go here.
+    rm -f "$DB_CONF" "$DB_PASSWORD"
     if ((POSTFIX_CONFIGURED)); then
         # Back to "No configuration" (or to what was there): no main.cf, nothing on port 25.
         rm -f /etc/postfix/main.cf /etc/postfix/splitmilter-test-transport
@@ -223,14 +237,20 @@ send_local() {
     printf 'From: cron@example.test\nTo: %s\nSubject: local\nMessage-Id: <%s>\n\nsubmitted locally\n' "$1" "$MSGID" |
         /usr/sbin/sendmail -f cron@example.test "$1"
 }
+# count_above N PATTERN FILE: more than N lines of FILE match PATTERN (inst_wait runs it again).
+count_above() { (($(grep -c -- "$2" "$3") > $1)); }
 mailbox_has() { grep -qF "Message-Id: <$MSGID>" "/var/mail/$LOCAL_USER" 2>/dev/null; }
 sink_count() { sink_rcpts sink "$MSGID" | grep -c "<$1>"; }
+# sink_at_least N ADDRESS: N copies of the last message for ADDRESS at the sink (for inst_wait,
+# which runs it again: a "$(sink_count …)" argument would be counted once, before the wait).
+sink_at_least() { (($(sink_count "$2") >= $1)); }
 delivered() { mailbox_has && postqueue -p 2>/dev/null | grep -q 'Mail queue is empty'; }
 
-# expect_delivery HOW COPIES: the last message is in the local mailbox and COPIES copies of it
-# reached the sink for the local user.
-expect_delivery() {
-    local how=$1 copies=$2
+# expect_copies HOW ADDRESS=N...: the last message reached the local mailbox and the sink holds N
+# copies of it for each ADDRESS.
+expect_copies() {
+    local how=$1 pair address want
+    shift
     if inst_wait 20 "delivery of $MSGID" delivered; then
         pass "$how: delivered to the local mailbox"
     else
@@ -238,10 +258,20 @@ expect_delivery() {
             "$(tail -n 5 "$INST_ROOT/logs/daemon.log")"
         return
     fi
-    ((copies > 0)) && inst_wait 10 "the copy at the sink" test "$(sink_count "$LOCAL_USER@$COPY_DOMAIN")" -ge 1
+    for pair in "$@"; do
+        want=${pair##*=}
+        ((want > 0)) && inst_wait 10 "the copy for ${pair%=*} at the sink" sink_at_least "$want" "${pair%=*}"
+    done
     sleep 0.5
-    expect_eq "$how: copies at the sink" "$copies" "$(sink_count "$LOCAL_USER@$COPY_DOMAIN")"
+    for pair in "$@"; do
+        address=${pair%=*} want=${pair##*=}
+        expect_eq "$how: copies for $address at the sink" "$want" "$(sink_count "$address")"
+    done
 }
+
+# expect_delivery HOW COPIES: the last message is in the local mailbox and COPIES copies of it
+# reached the sink for the local user.
+expect_delivery() { expect_copies "$1" "$LOCAL_USER@$COPY_DOMAIN=$2"; }
 
 mail_flows() {
     say "[mail] through the chrooted smtpd and through sendmail(1)"
@@ -296,7 +326,7 @@ reloads() {
     # The next rules: everybody but the local user is copied.
     printf 'domain example.org\n    copy %%u@%s\n    except %s\n' "$COPY_DOMAIN" "$LOCAL_USER" >"$RULES"
     if run_reload; then pass "reload with a good rule file"; else fail "reload with a good rule file" "$RELOAD_OUT"; fi
-    inst_wait 10 "READY=1 after the reload" test "$(grep -c '^READY=1' "$NOTIFY_LOG")" -gt "$before"
+    inst_wait 10 "READY=1 after the reload" count_above "$before" '^READY=1' "$NOTIFY_LOG"
     if grep -A1 '^RELOADING=1' "$NOTIFY_LOG" | tail -n 1 | grep -q '^READY=1'; then
         pass "RELOADING=1 then READY=1 around the reload"
     else
@@ -316,6 +346,134 @@ reloads() {
     else
         pass "no spf cache file without spf: rules"
     fi
+}
+
+# restart_daemon: `systemctl restart`: stop (SIGTERM), then start as the unit does.
+restart_daemon() {
+    stop_daemon
+    start_daemon_again
+}
+
+# db_sql SQL...: as the database's administrator (pg_admin_sql).
+db_sql() { PG_TAG=package pg_admin_sql "$PG_DIR" "$PG_PORT" "$@" >>"$INST_ROOT/logs/db-sql.log" 2>&1; }
+
+# database: lists and per-user rules from PostgreSQL, set up as README.Debian says.
+database() {
+    say "[database] pgsql: lists from a PostgreSQL cluster, as README.Debian sets it up"
+    local rules_before defaults_before out status
+    rules_before=$(cat "$RULES")
+    cp -p "$DEFAULTS" "$INST_ROOT/defaults.before" || return 1
+    PG_DIR=$INST_ROOT/pg
+    PG_PORT=$(pg_free_port) || { fail "a free port for PostgreSQL"; return 1; }
+    if ! PG_TAG=package pg_cluster_start "$PG_DIR" "$PG_PORT" 2>"$INST_ROOT/logs/pg-start.log"; then
+        fail "start a PostgreSQL cluster" "$(tail -n 10 "$INST_ROOT/logs/pg-start.log")"
+        PG_DIR=
+        return 1
+    fi
+    pass "a private PostgreSQL cluster on 127.0.0.1:$PG_PORT"
+    if ! db_sql "INSERT INTO splitmilter.list_members VALUES ('google', 'alice'), ('google', '$LOCAL_USER')" \
+        "INSERT INTO splitmilter.user_rules VALUES ('people', 'carol', 'copy', 'carol@$COPY_DOMAIN')"; then
+        fail "insert the first rows" "$(tail -n 5 "$INST_ROOT/logs/db-sql.log")"
+    fi
+
+    # README.Debian: the password in a file only the daemon's user reads, the settings, the option.
+    install -o splitmilter -g splitmilter -m 600 /dev/null "$DB_PASSWORD"
+    printf '%s\n' "${PG_READER_PASSWORD:-reader-secret}" >"$DB_PASSWORD"
+    cat >"$DB_CONF" <<CONF
+host = 127.0.0.1
+port = $PG_PORT
+dbname = mail
+user = splitmilter_reader
+password_file = $DB_PASSWORD
+sslmode = disable
+connect_timeout = 5
+CONF
+    printf 'domain example.org\n    copy %%u@%s\n    only pgsql:google\n    user pgsql:people\n' \
+        "$COPY_DOMAIN" >"$RULES"
+    sed -i "s|^SPLITMILTER_OPTIONS=.*|SPLITMILTER_OPTIONS=\"--database $DB_CONF\"|" "$DEFAULTS"
+    if restart_daemon; then
+        database_checks
+    else
+        fail "the daemon starts with --database" "$(tail -n 10 "$INST_ROOT/logs/daemon.log")"
+    fi
+
+    # A password file that its group or others may read: the daemon refuses to start.
+    [[ -n ${DAEMON_PID:-} ]] && stop_daemon
+    chmod 644 "$DB_PASSWORD"
+    unit_environment
+    unit_command "$(unit_value ExecStart)"
+    out=$(timeout 20 setpriv --reuid "$UNIT_USER" --regid "$(unit_value Group)" --init-groups -- "${CMD[@]}" \
+        </dev/null 2>&1)
+    status=$?
+    if ((status != 0 && status != 124)); then pass "a password file with mode 0644: no start (status $status)"; else
+        fail "a password file with mode 0644: no start" "status $status" "$out"
+    fi
+    if grep -q 'chmod 600' <<<"$out"; then pass "the refusal names chmod 600"; else
+        fail "the refusal names chmod 600" "$out"
+    fi
+    chmod 600 "$DB_PASSWORD"
+
+    # Back to the rules and options the rest of the script expects, and the daemon on them.
+    PG_TAG=package pg_cluster_stop "$PG_DIR"
+    PG_DIR=
+    rm -f "$DB_CONF" "$DB_PASSWORD"
+    printf '%s\n' "$rules_before" >"$RULES"
+    cp -p "$INST_ROOT/defaults.before" "$DEFAULTS"
+    defaults_before=$(cat "$INST_ROOT/defaults.before")
+    expect_eq "$DEFAULTS restored" "$defaults_before" "$(cat "$DEFAULTS")"
+    start_daemon_again || fail "the daemon starts again without --database" "$(tail -n 10 "$INST_ROOT/logs/daemon.log")"
+}
+
+# start_daemon_again: start_daemon after a stop, with a new notify listener (start_daemon waits
+# for its socket to exist: the old one's must be gone).
+start_daemon_again() {
+    inst_kill notify 3
+    rm -f "$INST_ROOT/notify.sock"
+    start_daemon
+}
+
+database_checks() {
+    local line
+    line=$(grep -m1 "database .*: 2 list rows and 1 rule rows up to change [0-9]*, read in" "$INST_ROOT/logs/daemon.log")
+    if [[ -n $line ]]; then pass "the daemon logs the rows it read ($line)"; else
+        fail "the daemon logs the rows it read from the database" "$(tail -n 10 "$INST_ROOT/logs/daemon.log")"
+    fi
+    # The list from the database: the local user is in pgsql:google, so the domain's copy.
+    send_smtp "$LOCAL_USER@example.org"
+    expect_copies "pgsql:google" "$LOCAL_USER@$COPY_DOMAIN=1"
+    inst_wait 10 "the database cache" test -e "$DB_CACHE"
+    expect_eq "$DB_CACHE: splitmilter, 600" "splitmilter 600" "$(stat -c '%U %a' "$DB_CACHE" 2>&1)"
+    # Committed changes reach the daemon without a reload: a per-user rule, then its new target.
+    local applied
+    applied=$(grep -c 'database: applied' "$INST_ROOT/logs/daemon.log")
+    db_sql "INSERT INTO splitmilter.user_rules VALUES ('people', '$LOCAL_USER', 'copy', 'carol@$COPY_DOMAIN')" ||
+        fail "insert a user rule" "$(tail -n 5 "$INST_ROOT/logs/db-sql.log")"
+    inst_wait 10 "the daemon applies the INSERT" count_above "$applied" 'database: applied' "$INST_ROOT/logs/daemon.log"
+    send_smtp "$LOCAL_USER@example.org"
+    expect_copies "INSERT into pgsql:people, no reload" "carol@$COPY_DOMAIN=1" "$LOCAL_USER@$COPY_DOMAIN=0"
+    applied=$(grep -c 'database: applied' "$INST_ROOT/logs/daemon.log")
+    db_sql "UPDATE splitmilter.user_rules SET targets = 'carol-new@$COPY_DOMAIN' WHERE list = 'people' AND name = '$LOCAL_USER'" ||
+        fail "update the user rule" "$(tail -n 5 "$INST_ROOT/logs/db-sql.log")"
+    if inst_wait 10 "the daemon applies the UPDATE" count_above "$applied" 'database: applied' "$INST_ROOT/logs/daemon.log"; then
+        pass "the daemon logs the UPDATE ($(grep 'database: applied' "$INST_ROOT/logs/daemon.log" | tail -n 1))"
+    else
+        fail "the daemon logs the UPDATE" "$(tail -n 5 "$INST_ROOT/logs/daemon.log")"
+    fi
+    send_smtp "$LOCAL_USER@example.org"
+    expect_copies "UPDATE of the target, no reload" "carol-new@$COPY_DOMAIN=1" "carol@$COPY_DOMAIN=0"
+    # The unit's reload: --check with $SPLITMILTER_OPTIONS reads the database too, then SIGUSR1.
+    local before
+    before=$(grep -c '^READY=1' "$NOTIFY_LOG")
+    if run_reload; then pass "reload with --database in SPLITMILTER_OPTIONS ($RELOAD_OUT)"; else
+        fail "reload with --database in SPLITMILTER_OPTIONS" "$RELOAD_OUT"
+    fi
+    if inst_wait 10 "READY=1 after the reload" count_above "$before" '^READY=1' "$NOTIFY_LOG"; then
+        pass "READY=1 after the reload with --database"
+    else
+        fail "READY=1 after the reload with --database" "$(cat "$NOTIFY_LOG")" "$(tail -n 5 "$INST_ROOT/logs/daemon.log")"
+    fi
+    send_smtp "$LOCAL_USER@example.org"
+    expect_copies "after the reload" "carol-new@$COPY_DOMAIN=1"
 }
 
 upgrade_keeps_conffile() {
@@ -386,6 +544,7 @@ main() {
     if install_package && configure_postfix && start_daemon; then
         mail_flows
         reloads
+        database
         upgrade_keeps_conffile
         stop_daemon
     fi
