@@ -44,18 +44,18 @@ struct DatabaseStart {
         }
         let link = DatabaseLink(settings: settings, password: password)
         let series = metrics?.makeDatabaseSeries()
-        let started = DatabaseFollower.now()
+        let started = UnixTime.now()
         do {
             let rows = try link.readAll()
-            let milliseconds = Int((DatabaseFollower.now() - started) * 1000)
-            series?.reachability(up: true, at: DatabaseFollower.now())
+            let milliseconds = Int((UnixTime.now() - started) * 1000)
+            series?.reachability(up: true, at: UnixTime.now())
             series?.rowsInForce(change: rows.changeID, synced: nil)
             logger.info(
                 "database \(settings.description): \(rows.memberCount) list rows and \(rows.ruleCount) rule rows up to change \(rows.changeID), read in \(milliseconds) ms"
             )
             return DatabaseStart(link: link, rows: rows, series: series, fresh: true)
         } catch {
-            series?.reachability(up: false, at: DatabaseFollower.now())
+            series?.reachability(up: false, at: UnixTime.now())
             let cached: DatabaseCache.Contents
             do {
                 cached = try DatabaseCache.decode(DiskRuleSource().contents(of: settings.cache))

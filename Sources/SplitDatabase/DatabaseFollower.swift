@@ -80,7 +80,7 @@ public final class DatabaseFollower: Sendable {
                 let connection = try link.connect()
                 try connection.query("LISTEN splitmilter")
                 if let since = downSince {
-                    let seconds = Int(Self.now() - since)
+                    let seconds = Int(UnixTime.now() - since)
                     logger.notice(
                         "database \(link.settings.description) reachable again after \(seconds) s; catching up from change \(rows.changeID) (rules in force: change \(inForce))"
                     )
@@ -89,7 +89,7 @@ public final class DatabaseFollower: Sendable {
                 backoff = 1
                 try follow(connection, &rows, &inForce)
             } catch {
-                let now = Self.now()
+                let now = UnixTime.now()
                 observer.reachability(up: false, at: now)
                 if downSince == nil {
                     downSince = now
@@ -124,7 +124,7 @@ public final class DatabaseFollower: Sendable {
     /// true when the observer put them in force.
     @discardableResult
     func sync(_ connection: PostgresLink, _ rows: inout DatabaseRows) throws(DatabaseError) -> Bool {
-        let started = Self.now()
+        let started = UnixTime.now()
         guard let text = try connection.query("SELECT last FROM splitmilter.change_counter").first?.first ?? nil,
             let last = Int64(text)
         else { throw DatabaseError("splitmilter.change_counter has no row (see docs/postgresql/schema.sql)") }
@@ -162,7 +162,7 @@ public final class DatabaseFollower: Sendable {
             rows = try Self.readAll(connection)
         }
         let accepted = observer.rowsChanged(rows, changes: applied, readWhole: readWhole)
-        let milliseconds = Int((Self.now() - started) * 1000)
+        let milliseconds = Int((UnixTime.now() - started) * 1000)
         let what = readWhole ? "read every row again" : "applied \(applied) change(s)"
         if accepted {
             logger.info("database: \(what) up to change \(rows.changeID) in \(milliseconds) ms")
@@ -217,11 +217,5 @@ public final class DatabaseFollower: Sendable {
         case ("all", "reload", _, _, _, _): return .reload
         default: return nil
         }
-    }
-
-    public static func now() -> Double {
-        var time = timespec()
-        clock_gettime(CLOCK_REALTIME, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
     }
 }

@@ -159,7 +159,7 @@ public final class DaemonMetrics: Sendable {
         ruleUsers.set(to: Double(rules.userCount))
         ruleRules.set(to: Double(rules.ruleCount))
         ruleFiles.set(to: Double(rules.files.count))
-        rulesLoadedAt.set(to: Self.unixTime())
+        rulesLoadedAt.set(to: UnixTime.now())
         if reload { reloadsOK.increment() }
         return RuleCounters(
             messages: messages, recipients: recipients, outcomes: outcomes, sections: table, other: other)
@@ -176,7 +176,7 @@ public final class DaemonMetrics: Sendable {
             guard let series = state.sources[domain] else { return }
             if succeeded {
                 series.refreshedOK.increment()
-                series.lastSuccess.set(to: Self.unixTime())
+                series.lastSuccess.set(to: UnixTime.now())
             } else {
                 series.refreshFailed.increment()
             }
@@ -220,12 +220,6 @@ public final class DaemonMetrics: Sendable {
         registry.emit(into: &buffer)
         endOfMessage.emit(into: &buffer)
         return buffer
-    }
-
-    static func unixTime() -> Double {
-        var time = timespec()
-        clock_gettime(CLOCK_REALTIME, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
     }
 }
 
