@@ -65,16 +65,10 @@ public enum RuleLoader {
         RuleParser.parse(file: path, source: DiskRuleSource())
     }
 
-    /// `load`, and the SHA-256 (64 hex digits) of the files as read: the main file's bytes, then
-    /// each further file's in `RuleSet.files` order (`RuleDigest.swift`). The hash is nil only
-    /// when libcrypto fails.
-    public static func loadWithDigest(_ path: String) -> (result: RuleParseResult, sha256: String?) {
-        let loaded = load(path, inputs: RuleInputs())
-        return (loaded.result, loaded.sha256)
-    }
-
-    /// Parses the rule file with `inputs` (database rows, remembered files); with `remember`,
-    /// `files` holds every file as read, for a rebuild after a database change.
+    /// Parses the rule file with `inputs` (database rows, remembered files), and hashes what it read:
+    /// the SHA-256 (64 hex digits) of the main file's bytes, then each further file's and database
+    /// list's in `RuleSet.files` order (`RuleDigest.swift`); nil only when libcrypto fails. With
+    /// `remember`, `files` holds every file as read, for a rebuild after a database change.
     public static func load(_ path: String, inputs: RuleInputs, remember: Bool = false) -> LoadedRules {
         let source = DigestingRuleSource(inputs, remember: remember)
         let result = RuleParser.parse(file: path, source: source)

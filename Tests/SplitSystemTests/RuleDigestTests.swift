@@ -24,7 +24,8 @@ extension DiskRuleSourceTests {
     @Test func aFileAloneHashesAsSha256sum() throws {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try write("main.rules", "domain example.org\n  copy %u@copy.example.org\n")
-        let (loaded, sha256) = RuleLoader.loadWithDigest(folder + "/main.rules")
+        let load = RuleLoader.load(folder + "/main.rules", inputs: RuleInputs())
+        let (loaded, sha256) = (load.result, load.sha256)
         #expect(loaded.ruleSet != nil)
         #expect(sha256 == (try sha256sum(of: "cat main.rules")))
         #expect(sha256?.count == 64)
@@ -38,7 +39,8 @@ extension DiskRuleSourceTests {
         try write("domains/b.rules", "domain b.example\n  copy %u@copy.example\n")
         try write("domains/a.rules", "domain a.example\n  copy %u@copy.example\n")
         try write("users.txt", "alice\nbob\n")
-        let (loaded, sha256) = RuleLoader.loadWithDigest(folder + "/main.rules")
+        let load = RuleLoader.load(folder + "/main.rules", inputs: RuleInputs())
+        let (loaded, sha256) = (load.result, load.sha256)
         let set = try #require(loaded.ruleSet, "\(loaded.diagnostics)")
         let files = set.files.map { String($0.dropFirst(folder.count + 1)) }
         #expect(files == ["main.rules", "domains/a.rules", "domains/b.rules", "users.txt"])
@@ -51,14 +53,15 @@ extension DiskRuleSourceTests {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try write("main.rules", "")
         #expect(
-            RuleLoader.loadWithDigest(folder + "/main.rules").sha256
+            RuleLoader.load(folder + "/main.rules", inputs: RuleInputs()).sha256
                 == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     }
 
     @Test func theDaemonsSummaryNamesTheHash() throws {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try write("main.rules", "domain example.org\n  copy %u@copy.example.org\n")
-        let (loaded, sha256) = RuleLoader.loadWithDigest(folder + "/main.rules")
+        let load = RuleLoader.load(folder + "/main.rules", inputs: RuleInputs())
+        let (loaded, sha256) = (load.result, load.sha256)
         let set = try #require(loaded.ruleSet)
         #expect(
             RuleReport.summary(set, sha256: sha256)
