@@ -30,6 +30,8 @@ final class RuleBuilder: Sendable {
         var files: RememberedFiles?
         var cachePath: String?
         var databaseSeries: DatabaseSeries?
+        /// The database lists as the last build read them: the next patches them.
+        var lists = DatabaseListParses()
     }
 
     private let inputs = Mutex(Inputs())
@@ -107,8 +109,9 @@ final class RuleBuilder: Sendable {
         let usesDatabase = inputs.rows != nil
         let loaded = RuleLoader.load(
             inputs.rulesPath,
-            inputs: RuleInputs(database: inputs.rows, files: readFiles ? nil : inputs.files),
+            inputs: RuleInputs(database: inputs.rows, files: readFiles ? nil : inputs.files, lists: inputs.lists),
             remember: usesDatabase && readFiles)
+        inputs.lists = loaded.lists
         for diagnostic in loaded.result.diagnostics {
             logger.log(level: diagnostic.severity == .error ? .error : .warning, "\(diagnostic)")
         }

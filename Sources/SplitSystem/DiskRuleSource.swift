@@ -71,8 +71,10 @@ public enum RuleLoader {
     /// `remember`, `files` holds every file as read, for a rebuild after a database change.
     public static func load(_ path: String, inputs: RuleInputs, remember: Bool = false) -> LoadedRules {
         let source = DigestingRuleSource(inputs, remember: remember)
-        let result = RuleParser.parse(file: path, source: source)
-        return LoadedRules(result: result, sha256: source.digest.finish(), files: remember ? source.read : nil)
+        var lists = inputs.lists
+        let result = RuleParser.parse(file: path, source: source, lists: &lists)
+        return LoadedRules(
+            result: result, sha256: source.digest.finish(), files: remember ? source.read : nil, lists: lists)
     }
 }
 
@@ -81,4 +83,6 @@ public struct LoadedRules: Sendable {
     /// SHA-256 of the files and database lists as read; nil only when libcrypto failed.
     public let sha256: String?
     public let files: RememberedFiles?
+    /// The database lists as this parse read them, for the next (`RuleInputs.lists`).
+    public let lists: DatabaseListParses
 }

@@ -77,17 +77,24 @@ final class DigestingRuleSource: RuleSource {
         digest.update(bytes)
         return bytes
     }
+
+    var databaseRows: DatabaseRows? { inputs.database }
 }
 
-/// What rules are built from besides the rule file's path: the database's rows, and the files as
-/// last read (nil: read them from the disk).
+/// What rules are built from besides the rule file's path: the database's rows, the files as
+/// last read (nil: read them from the disk), and the database lists as the last build read them
+/// (patched, not read whole, where the rows changed little).
 public struct RuleInputs: Sendable {
     public var database: DatabaseRows?
     public var files: RememberedFiles?
+    public var lists: DatabaseListParses
 
-    public init(database: DatabaseRows? = nil, files: RememberedFiles? = nil) {
+    public init(
+        database: DatabaseRows? = nil, files: RememberedFiles? = nil, lists: DatabaseListParses = DatabaseListParses()
+    ) {
         self.database = database
         self.files = files
+        self.lists = lists
     }
 }
 

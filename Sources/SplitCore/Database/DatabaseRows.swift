@@ -26,6 +26,14 @@ public struct DatabaseRows: Sendable, Equatable {
             self.targets = targets
         }
 
+        /// The row's key as diagnostics name it.
+        var key: String { "name='\(name)' action='\(action)'" }
+
+        /// True when both rows have the same key and the same targets, byte for byte.
+        static func same(_ left: Rule, _ right: Rule) -> Bool {
+            DatabaseRows.sameKey(left, right) && left.targets.utf8.elementsEqual(right.targets.utf8)
+        }
+
         /// Sorted by name, then action, bytewise.
         static func precedes(_ left: Rule, _ right: Rule) -> Bool {
             if !left.name.utf8.elementsEqual(right.name.utf8) {
@@ -141,36 +149,41 @@ public struct DatabaseRows: Sendable, Equatable {
         case .members:
             let names = members[list] ?? []
             text.reserveCapacity(names.reduce(0) { $0 + $1.utf8.count + 1 })
-            for name in names {
-                guard Self.isOneWord(name) else {
-                    throw RowError(list: list, table: table, key: "name='\(name)'", problem: Self.notOneWord)
-                }
-                text.append(contentsOf: name.utf8)
-                text.append(UInt8(ascii: "\n"))
-            }
+            for name in names { try Self.appendLine(member: name, list: list, to: &text) }
         case .rules:
             let rows = rules[list] ?? []
             text.reserveCapacity(
                 rows.reduce(0) { $0 + 7 + $1.name.utf8.count + $1.action.utf8.count + $1.targets.utf8.count })
-            for rule in rows {
-                let key = "name='\(rule.name)' action='\(rule.action)'"
-                guard Self.isOneWord(rule.name), Self.isOneWord(rule.action) else {
-                    throw RowError(list: list, table: table, key: key, problem: Self.notOneWord)
-                }
-                guard rule.targets.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "#") }) else {
-                    throw RowError(
-                        list: list, table: table, key: key, problem: "the targets hold '#' or a control character")
-                }
-                text.append(contentsOf: "user ".utf8)
-                text.append(contentsOf: rule.name.utf8)
-                text.append(UInt8(ascii: " "))
-                text.append(contentsOf: rule.action.utf8)
-                text.append(UInt8(ascii: " "))
-                text.append(contentsOf: rule.targets.utf8)
-                text.append(UInt8(ascii: "\n"))
-            }
+            for rule in rows { try Self.appendLine(rule: rule, list: list, to: &text) }
         }
         return text
+    }
+
+    /// One name of a user list as its line of the list's text (`text(of:in:)`).
+    static func appendLine(member name: String, list: String, to text: inout [UInt8]) throws {
+        guard isOneWord(name) else {
+            throw RowError(list: list, table: .members, key: "name='\(name)'", problem: notOneWord)
+        }
+        text.append(contentsOf: name.utf8)
+        text.append(UInt8(ascii: "\n"))
+    }
+
+    /// One row of user rules as its line of the list's text: `user NAME ACTION TARGETS`.
+    static func appendLine(rule: Rule, list: String, to text: inout [UInt8]) throws {
+        guard isOneWord(rule.name), isOneWord(rule.action) else {
+            throw RowError(list: list, table: .rules, key: rule.key, problem: notOneWord)
+        }
+        guard rule.targets.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "#") }) else {
+            throw RowError(
+                list: list, table: .rules, key: rule.key, problem: "the targets hold '#' or a control character")
+        }
+        text.append(contentsOf: "user ".utf8)
+        text.append(contentsOf: rule.name.utf8)
+        text.append(UInt8(ascii: " "))
+        text.append(contentsOf: rule.action.utf8)
+        text.append(UInt8(ascii: " "))
+        text.append(contentsOf: rule.targets.utf8)
+        text.append(UInt8(ascii: "\n"))
     }
 
     /// A row that cannot be written as one line of the list's text.

@@ -29,8 +29,20 @@ public enum RuleParser {
 
     /// `dryRun`: every rule is a shadow rule (`splitmilter --dry-run`).
     public static func parse(file: String, source: RuleSource, dryRun: Bool = false) -> RuleParseResult {
-        var state = ParserState(source: source)
+        var lists = DatabaseListParses()
+        return parse(file: file, source: source, dryRun: dryRun, lists: &lists)
+    }
+
+    /// `lists`: the database lists as the previous parse read them; they are patched to the
+    /// source's rows where that is cheaper than reading them whole, and replaced with this
+    /// parse's (`DatabaseListParses`).
+    public static func parse(
+        file: String, source: RuleSource, dryRun: Bool = false, lists: inout DatabaseListParses
+    ) -> RuleParseResult {
+        var state = ParserState(source: source, previousLists: lists)
+        lists = DatabaseListParses()
         state.parseFile(file, includedFrom: nil, delimiters: "+", depth: 0)
+        lists = state.lists
         let diagnostics = state.diagnostics
         guard !diagnostics.contains(where: { $0.severity == .error }) else {
             return RuleParseResult(ruleSet: nil, diagnostics: diagnostics)
@@ -317,8 +329,14 @@ struct ParserState {
     var trustAuthenticatedLocation: SourceLocation?
     /// The last target parsed: the next one with the same domain shares its domain string.
     var lastTemplate: AddressTemplate?
+    /// The database lists as the previous parse read them, and as this one reads them.
+    let previousLists: DatabaseListParses
+    var lists = DatabaseListParses()
 
-    init(source: RuleSource) { self.source = source }
+    init(source: RuleSource, previousLists: DatabaseListParses = DatabaseListParses()) {
+        self.source = source
+        self.previousLists = previousLists
+    }
 
     mutating func error(_ message: String, _ location: SourceLocation) {
         diagnostics.append(.error(message, at: location))
@@ -705,12 +723,34 @@ struct ParserState {
                 readUserList(listPath, at: line.location(word), into: &users) { try source.contents(of: listPath) }
             } else if bytes.starts(with: DatabaseListName.prefix.utf8) {
                 guard let name = checkListName(line, word) else { continue }
-                readUserList(DatabaseListName.prefix + name, at: line.location(word), into: &users) {
-                    try source.databaseList(name, in: .members)
-                }
+                readDatabaseMembers(name, at: line.location(word), into: &users)
             } else if let user = checkUserName(bytes, at: line.location(word)), !users.insert(user).inserted {
                 error("duplicate user '\(user)' in '\(listName)' list", line.location(word))
             }
+        }
+    }
+
+    /// The names of the database list `name`: patched from the previous parse when `users` has
+    /// none yet (`DatabaseListParses`), else read whole.
+    mutating func readDatabaseMembers(_ name: String, at: SourceLocation, into users: inout Set<String>) {
+        let path = DatabaseListName.prefix + name
+        let text: [UInt8]
+        do {
+            text = try source.databaseList(name, in: .members)
+        } catch {
+            self.error("cannot read user list '\(path)': \(error)", at)
+            return
+        }
+        let rows = users.isEmpty ? source.databaseRows.map { $0.members[name] ?? [] } : nil
+        if let rows, let patched = patchedMembers(name, rows: rows) {
+            files.append(path)
+            users = patched
+            return
+        }
+        let before = diagnostics.count
+        readUserList(path, at: at, into: &users) { text }
+        if let rows, diagnostics.count == before {
+            lists.members[name] = DatabaseListParses.Members(rows: rows, users: users, patched: 0)
         }
     }
 
@@ -792,7 +832,14 @@ struct ParserState {
             return
         }
         files.append(path)
+        let rows = section.users.isEmpty ? source.databaseRows.map { $0.rules[name] ?? [] } : nil
+        if let rows, let users = patchedUserRules(name, shadow: line.shadow, rows: rows) {
+            section.users = users
+            section.usersReserved = true
+            return
+        }
         let errorsBefore = diagnostics.count
+        let filesBefore = files.count
         file.bytes.withUnsafeBufferPointer { bytes in
             let rows = bytes.count(where: { $0 == UInt8(ascii: "\n") })
             section.users.reserveCapacity(section.users.count + rows)
@@ -816,6 +863,10 @@ struct ParserState {
         }
         if diagnostics.count - errorsBefore >= 20 {
             error("too many errors in user rules '\(path)'; stopped reporting", line.location(word))
+        }
+        if let rows, diagnostics.count == errorsBefore, files.count == filesBefore {
+            lists.rules[DatabaseListParses.RulesKey(list: name, shadow: line.shadow)] = DatabaseListParses.Rules(
+                rows: rows, users: section.users, patched: 0)
         }
     }
 

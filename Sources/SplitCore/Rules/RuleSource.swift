@@ -14,11 +14,16 @@ public protocol RuleSource {
     /// The rows of the database list `name` in `table` as text: for a user list, one name a line;
     /// for the rules of `user pgsql:NAME`, one `user NAME ACTION TARGETS` line a row.
     func databaseList(_ name: String, in table: DatabaseTable) throws -> [UInt8]
+    /// The rows the database lists come from, when there are any: the parser then patches the
+    /// lists it read before (`DatabaseListParses`) instead of reading them whole again.
+    var databaseRows: DatabaseRows? { get }
 }
 
 extension RuleSource {
     /// Without a database (`milter-test check`, tests), a `pgsql:` list cannot be read.
     public func databaseList(_ name: String, in table: DatabaseTable) throws -> [UInt8] { throw NoDatabase() }
+
+    public var databaseRows: DatabaseRows? { nil }
 }
 
 /// The two tables of docs/postgresql/schema.sql that rule files name lists of.

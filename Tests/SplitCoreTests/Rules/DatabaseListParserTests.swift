@@ -27,6 +27,9 @@ struct DatabaseMemorySource: RuleSource {
         if let text = raw[table]?[name] { return Array(text.utf8) }
         return try rows.text(of: name, in: table)
     }
+
+    /// Raw text stands for rows that cannot be rendered: the parser then reads every list whole.
+    var databaseRows: DatabaseRows? { raw.isEmpty ? rows : nil }
 }
 
 @Suite struct DatabaseListParserTests {
