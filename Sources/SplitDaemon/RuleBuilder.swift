@@ -7,6 +7,9 @@
 /// - A reload reads the files from the disk and the database's rows as last followed; a database
 ///   change uses the files as last read (so an edit not yet reloaded stays out until SIGUSR1) and
 ///   the new rows.
+/// - A database change patches the lists the last build read (`DatabaseListParses`): a one-row
+///   change to a list of a million rows is a diff and a one-line parse. A reload reads every list
+///   whole, so its warnings are checked against the sections of the files it read.
 /// - Rules with errors are never swapped in: the previous rules stay, and the error is logged with
 ///   its place (for a database row, its key).
 /// - Only rows that made good rules are cached (`DatabaseCache`), so a daemon started from the
@@ -109,7 +112,9 @@ final class RuleBuilder: Sendable {
         let usesDatabase = inputs.rows != nil
         let loaded = RuleLoader.load(
             inputs.rulesPath,
-            inputs: RuleInputs(database: inputs.rows, files: readFiles ? nil : inputs.files, lists: inputs.lists),
+            inputs: RuleInputs(
+                database: inputs.rows, files: readFiles ? nil : inputs.files,
+                lists: readFiles ? DatabaseListParses() : inputs.lists),
             remember: usesDatabase && readFiles)
         inputs.lists = loaded.lists
         for diagnostic in loaded.result.diagnostics {

@@ -109,7 +109,7 @@ public enum DatabaseCache {
 
     static func escape(_ field: String, into out: inout [UInt8]) {
         // Nearly every field has nothing to escape: one scan, one copy.
-        if field.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "%") }) {
+        if RowBytes.all(field, { $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "%") }) {
             out.append(contentsOf: field.utf8)
             return
         }

@@ -31,15 +31,13 @@ public struct DatabaseRows: Sendable, Equatable {
 
         /// True when both rows have the same key and the same targets, byte for byte.
         static func same(_ left: Rule, _ right: Rule) -> Bool {
-            DatabaseRows.sameKey(left, right) && left.targets.utf8.elementsEqual(right.targets.utf8)
+            DatabaseRows.sameKey(left, right) && RowBytes.equal(left.targets, right.targets)
         }
 
         /// Sorted by name, then action, bytewise.
         static func precedes(_ left: Rule, _ right: Rule) -> Bool {
-            if !left.name.utf8.elementsEqual(right.name.utf8) {
-                return left.name.utf8.lexicographicallyPrecedes(right.name.utf8)
-            }
-            return left.action.utf8.lexicographicallyPrecedes(right.action.utf8)
+            if !RowBytes.equal(left.name, right.name) { return RowBytes.precedes(left.name, right.name) }
+            return RowBytes.precedes(left.action, right.action)
         }
     }
 
@@ -70,10 +68,10 @@ public struct DatabaseRows: Sendable, Equatable {
         for (list, name) in members where Self.canBeNamed(list) { self.members[list, default: []].append(name) }
         for (list, rule) in rules where Self.canBeNamed(list) { self.rules[list, default: []].append(rule) }
         for list in self.members.keys {
-            self.members[list]?.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            self.members[list]?.sort(by: RowBytes.precedes)
             self.members[list] = self.members[list].map { names in
                 names.enumerated().filter {
-                    $0.offset == 0 || !names[$0.offset - 1].utf8.elementsEqual($0.element.utf8)
+                    $0.offset == 0 || !RowBytes.equal(names[$0.offset - 1], $0.element)
                 }
                 .map(\.element)
             }
@@ -93,7 +91,7 @@ public struct DatabaseRows: Sendable, Equatable {
     }
 
     static func sameKey(_ left: Rule, _ right: Rule) -> Bool {
-        left.name.utf8.elementsEqual(right.name.utf8) && left.action.utf8.elementsEqual(right.action.utf8)
+        RowBytes.equal(left.name, right.name) && RowBytes.equal(left.action, right.action)
     }
 
     public var memberCount: Int { members.values.reduce(0) { $0 + $1.count } }
@@ -173,7 +171,7 @@ public struct DatabaseRows: Sendable, Equatable {
         guard isOneWord(rule.name), isOneWord(rule.action) else {
             throw RowError(list: list, table: .rules, key: rule.key, problem: notOneWord)
         }
-        guard rule.targets.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "#") }) else {
+        guard RowBytes.all(rule.targets, { $0 >= 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "#") }) else {
             throw RowError(
                 list: list, table: .rules, key: rule.key, problem: "the targets hold '#' or a control character")
         }
@@ -201,7 +199,7 @@ public struct DatabaseRows: Sendable, Equatable {
     /// True when `word` is read back as one word: no separator, `#` or control character.
     static func isOneWord(_ word: String) -> Bool {
         !word.isEmpty
-            && word.utf8.allSatisfy {
+            && RowBytes.all(word) {
                 $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: ",") && $0 != UInt8(ascii: "#")
             }
     }
@@ -212,9 +210,9 @@ public struct DatabaseRows: Sendable, Equatable {
         var high = names.count
         while low < high {
             let middle = (low + high) / 2
-            if names[middle].utf8.lexicographicallyPrecedes(name.utf8) { low = middle + 1 } else { high = middle }
+            if RowBytes.precedes(names[middle], name) { low = middle + 1 } else { high = middle }
         }
-        return (low, low < names.count && names[low].utf8.elementsEqual(name.utf8))
+        return (low, low < names.count && RowBytes.equal(names[low], name))
     }
 
     static func position(of rule: Rule, in rules: [Rule]) -> (at: Int, found: Bool) {
@@ -225,8 +223,7 @@ public struct DatabaseRows: Sendable, Equatable {
             if Rule.precedes(rules[middle], rule) { low = middle + 1 } else { high = middle }
         }
         let found =
-            low < rules.count && rules[low].name.utf8.elementsEqual(rule.name.utf8)
-            && rules[low].action.utf8.elementsEqual(rule.action.utf8)
+            low < rules.count && sameKey(rules[low], rule)
         return (low, found)
     }
 }

@@ -84,9 +84,12 @@ public struct DatabaseListParses: Sendable {
 }
 
 extension ParserState {
-    /// The users of `user pgsql:LIST` (`name`) from the previous parse, patched to `rows`; nil when
+    /// The users of `user pgsql:LIST` (`name`) from the previous parse, patched to `rows`, and the
+    /// users of the rows read in the patch (the others were linted when they were read); nil when
     /// the list must be read whole. Records the entry for the next parse.
-    mutating func patchedUserRules(_ name: String, shadow: Bool, rows: [DatabaseRows.Rule]) -> [String: UserRule]? {
+    mutating func patchedUserRules(_ name: String, shadow: Bool, rows: [DatabaseRows.Rule]) -> (
+        users: [String: UserRule], added: [String]
+    )? {
         let key = DatabaseListParses.RulesKey(list: name, shadow: shadow)
         guard var entry = lists.rules[key] ?? previousLists.rules[key],
             let (removed, added) = DatabaseListParses.diff(
@@ -95,11 +98,12 @@ extension ParserState {
         else { return nil }
         if removed.isEmpty, added.isEmpty {
             lists.rules[key] = entry
-            return entry.users
+            return (entry.users, [])
         }
         var section = SectionBuilder(names: [], location: SourceLocation(file: "", line: 0, column: 0), delimiters: "")
         section.users = entry.users
         section.usersReserved = true
+        section.usersToLint = []
         for row in removed {
             let user = lowercasedName(row.name)
             guard var rule = section.users[user] else { return nil }
@@ -137,7 +141,7 @@ extension ParserState {
         entry.users = section.users
         entry.patched += removed.count + added.count
         lists.rules[key] = entry
-        return entry.users
+        return (entry.users, section.usersToLint ?? [])
     }
 
     /// The names of the user list `name` from the previous parse, patched to `rows`; nil when the
@@ -146,7 +150,7 @@ extension ParserState {
         guard var entry = lists.members[name] ?? previousLists.members[name],
             let (removed, added) = DatabaseListParses.diff(
                 entry.rows, rows, limit: DatabaseListParses.maximumPatch - entry.patched,
-                precedes: { $0.utf8.lexicographicallyPrecedes($1.utf8) }, sameKey: { $0.utf8.elementsEqual($1.utf8) },
+                precedes: RowBytes.precedes, sameKey: RowBytes.equal,
                 same: { _, _ in true })
         else { return nil }
         if !removed.isEmpty || !added.isEmpty {

@@ -2,9 +2,14 @@
 ///
 /// They need every section at hand (a copy into a domain another file rewrites), so they run
 /// after parsing, on a `RuleSet` that has no errors.
+///
+/// A section whose users came from a patched database list (`DatabaseListParses`) has only the
+/// users of the rows read in the patch checked (`checkingOnly`): the others were checked when their
+/// rows were read, against the same sections (a database change keeps the rule files as last
+/// read), and their warnings were given then.
 
 enum RuleLint {
-    static func warnings(_ set: RuleSet) -> [Diagnostic] {
+    static func warnings(_ set: RuleSet, checkingOnly: [ObjectIdentifier: [String]] = [:]) -> [Diagnostic] {
         var found: [Diagnostic] = []
         // Targets of a million user lines name a handful of domains: each is looked up once.
         var sections: [String: DomainRules?] = [:]
@@ -41,11 +46,17 @@ enum RuleLint {
                 for template in copy.targets { check(template, copy.reference, user: nil, in: section) }
             }
             if let rewrite = section.rewrite { check(rewrite.target, rewrite.reference, user: nil, in: section) }
-            for (name, rule) in section.users {
+            func checkUser(_ name: String, _ rule: UserRule) {
                 if let copy = rule.copy {
                     for template in copy.targets { check(template, copy.reference, user: name, in: section) }
                 }
                 if let rewrite = rule.rewrite { check(rewrite.target, rewrite.reference, user: name, in: section) }
+            }
+            if let names = checkingOnly[section.identity] {
+                let users = section.users
+                for name in Set(names) { if let rule = users[name] { checkUser(name, rule) } }
+            } else {
+                for (name, rule) in section.users { checkUser(name, rule) }
             }
         }
         // Users come in hash order: the warnings are put in file order.

@@ -50,7 +50,7 @@ public enum RuleParser {
         let trust = TrustPolicy(networks: state.trustedNetworks, trustAuthenticated: state.trustAuthenticated ?? true)
         let parsed = RuleSet(sections: state.sections, files: state.files, trust: trust)
         let set = dryRun ? parsed.everyRuleShadow() : parsed
-        let warnings = RuleLint.warnings(set)
+        let warnings = RuleLint.warnings(set, checkingOnly: state.usersToLint)
         return RuleParseResult(ruleSet: set, diagnostics: warnings.isEmpty ? diagnostics : diagnostics + warnings)
     }
 }
@@ -302,6 +302,9 @@ struct SectionBuilder {
     var shadowLocation: SourceLocation?
     /// Some rule of the section is a shadow rule.
     var hasShadow = false
+    /// Set when the section's users came from a patched database list: the users whose rules
+    /// `RuleLint` has not seen (rows read in the patch, lines after it). nil: every user.
+    var usersToLint: [String]?
 
     /// Makes every rule read so far a shadow rule (the section's `shadow` line); the lines after it
     /// are read as shadow rules. Once per section: linear in the rules before the line.
@@ -332,6 +335,8 @@ struct ParserState {
     /// The database lists as the previous parse read them, and as this one reads them.
     let previousLists: DatabaseListParses
     var lists = DatabaseListParses()
+    /// Sections (`DomainRules.identity`) whose users came from a patched list: the users to lint.
+    var usersToLint: [ObjectIdentifier: [String]] = [:]
 
     init(source: RuleSource, previousLists: DatabaseListParses = DatabaseListParses()) {
         self.source = source
@@ -633,6 +638,7 @@ struct ParserState {
             ),
             hasShadow: section.hasShadow
         )
+        if let users = section.usersToLint { usersToLint[rules.identity] = users }
         sections.append(rules)
     }
 
@@ -816,6 +822,7 @@ struct ParserState {
             return
         }
         section.users[name] = rule
+        section.usersToLint?.append(name)
     }
 
     /// `user pgsql:LIST`: the list's rows, each read as a `user` line of this section (after a
@@ -833,9 +840,10 @@ struct ParserState {
         }
         files.append(path)
         let rows = section.users.isEmpty ? source.databaseRows.map { $0.rules[name] ?? [] } : nil
-        if let rows, let users = patchedUserRules(name, shadow: line.shadow, rows: rows) {
+        if let rows, let (users, added) = patchedUserRules(name, shadow: line.shadow, rows: rows) {
             section.users = users
             section.usersReserved = true
+            section.usersToLint = added
             return
         }
         let errorsBefore = diagnostics.count

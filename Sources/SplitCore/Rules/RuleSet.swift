@@ -338,6 +338,9 @@ public struct DomainRules: Sendable, Hashable {
     /// The same section object: equal without comparing a million users.
     func isSame(as other: DomainRules) -> Bool { storage === other.storage }
 
+    /// The section object's identity, for tables about sections (`RuleLint`'s users to check).
+    var identity: ObjectIdentifier { ObjectIdentifier(storage) }
+
     public static func == (left: DomainRules, right: DomainRules) -> Bool {
         if left.isSame(as: right) { return true }
         return left.names == right.names && left.location == right.location && left.delimiters == right.delimiters

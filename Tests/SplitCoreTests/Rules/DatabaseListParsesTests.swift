@@ -65,13 +65,18 @@ import Testing
         return lines
     }
 
+    /// The same rules and errors; the patched parse's warnings are among the whole read's (rows not
+    /// read again are not linted again: `RuleLint`).
     func expectSame(
         _ results: (patched: RuleParseResult, whole: RuleParseResult),
         sourceLocation: Testing.SourceLocation = #_sourceLocation
     ) {
         #expect(
-            results.patched.diagnostics.map(\.description) == results.whole.diagnostics.map(\.description),
+            results.patched.errors.map(\.description) == results.whole.errors.map(\.description),
             sourceLocation: sourceLocation)
+        let whole = results.whole.warnings.map(\.description)
+        #expect(
+            results.patched.warnings.map(\.description).allSatisfy(whole.contains), sourceLocation: sourceLocation)
         #expect((results.patched.ruleSet == nil) == (results.whole.ruleSet == nil), sourceLocation: sourceLocation)
         if let patched = results.patched.ruleSet, let whole = results.whole.ruleSet {
             #expect(dump(patched) == dump(whole), sourceLocation: sourceLocation)
@@ -135,6 +140,25 @@ import Testing
         apply(&rows, .setRule(list: "people", Rule(name: "frank", action: "copy", targets: "frank@x.example")))
         expectSame(parseBoth(rows, &lists))
         #expect(lists.rules[.init(list: "people", shadow: false)]?.patched == 0)
+    }
+
+    /// A row read in a patch is linted; the rows read before are not linted again.
+    @Test func onlyTheRowsReadInAPatchAreLinted() throws {
+        var rows = Self.bigRows(10)
+        apply(&rows, .setRule(list: "people", Rule(name: "ann", action: "copy", targets: "ann@example.com")))
+        var lists = DatabaseListParses()
+        let first = parseBoth(rows, &lists)
+        let warning = "has rules of its own (/etc/sm/main.rules:10:1), but added recipients are not looked up again"
+        // The row of `ann` in both sections (live and shadow): two warnings, in the patch and whole.
+        #expect(first.patched.warnings.filter { $0.description.contains(warning) }.count == 2)
+        apply(&rows, .setRule(list: "people", Rule(name: "bob", action: "copy", targets: "bob@example.com")))
+        let second = parseBoth(rows, &lists)
+        expectSame(second)
+        #expect(lists.rules[.init(list: "people", shadow: false)]?.patched == 1)
+        let patched = second.patched.warnings.map(\.description).filter { $0.contains(warning) }
+        #expect(patched.count == 2 && patched.allSatisfy { $0.contains("pgsql:people:") })
+        #expect(second.patched.warnings.allSatisfy { !$0.description.contains("ann") })
+        #expect(second.whole.warnings.filter { $0.description.contains(warning) }.count == 4)
     }
 
     /// Random changes (names that differ only in case or in bytes, bad names, bad targets, every
