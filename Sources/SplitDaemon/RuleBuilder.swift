@@ -13,7 +13,8 @@
 /// - Rules with errors are never swapped in: the previous rules stay, and the error is logged with
 ///   its place (for a database row, its key).
 /// - Only rows that made good rules are cached (`DatabaseCache`), so a daemon started from the
-///   cache serves rules that once were in force.
+///   cache serves rules that once were in force; after a change the cache is written on a thread
+///   of its own (`DatabaseCacheWriter`), the newest rows last.
 
 import Glibc
 import Logging
@@ -31,7 +32,8 @@ final class RuleBuilder: Sendable {
         var rows: DatabaseRows?
         /// The files as last read; kept only with a database.
         var files: RememberedFiles?
-        var cachePath: String?
+        /// Writes the rows of each database change that made good rules (nil: no cache).
+        var cache: DatabaseCacheWriter?
         var databaseSeries: DatabaseSeries?
         /// The database lists as the last build read them: the next patches them.
         var lists = DatabaseListParses()
@@ -48,7 +50,7 @@ final class RuleBuilder: Sendable {
             inputs.rulesPath = rulesPath
             inputs.dryRun = dryRun
             inputs.rows = rows
-            inputs.cachePath = cachePath
+            inputs.cache = cachePath.map { DatabaseCacheWriter(path: $0, logger: logger) }
             inputs.databaseSeries = series
             switch build(&inputs, readFiles: true, logger: logger) {
             case .built(let built): return (built.rules, built.sha256)
@@ -91,7 +93,7 @@ final class RuleBuilder: Sendable {
             inputs.databaseSeries?.updated(ok: true)
             inputs.databaseSeries?.rowsInForce(change: rows.changeID, synced: nil)
             logger.info("database change \(rows.changeID) in force: \(built.summary)")
-            Self.writeCache(rows, to: inputs.cachePath, logger: logger)
+            inputs.cache?.write(rows)
             return true
         }
     }

@@ -3,7 +3,9 @@
 ///
 /// Invariants:
 /// - The digest covers the bytes the parser was handed, not the files as they are later: a file
-///   changed after the read does not change the hash of the rules in force.
+///   changed after the read does not change the hash of the rules in force. A database list is
+///   hashed as its row count and rows' checksum (`DatabaseRows.checksum`): hosts with the same rows
+///   show the same hash, and a list of a million rows is not rendered to hash it on each change.
 /// - Order: the main file, then each further file in `RuleSet.files` order. The parser appends a
 ///   path to `files` exactly when its read succeeds (rule files, included files and lists alike),
 ///   so hashing in reading order is hashing in `files` order; for a file without includes or lists
@@ -74,8 +76,16 @@ final class DigestingRuleSource: RuleSource {
     func databaseList(_ name: String, in table: DatabaseTable) throws -> [UInt8] {
         guard let rows = inputs.database else { throw NoDatabase() }
         let bytes = try rows.text(of: name, in: table)
-        digest.update(bytes)
+        databaseListPatched(name, in: table)
         return bytes
+    }
+
+    /// A list is hashed as its table, name, row count and checksum (`DatabaseRows.checksum`), the
+    /// same whether the parser read it whole or patched it: a one-row change to a list of a million
+    /// rows does not render the list to hash it.
+    func databaseListPatched(_ name: String, in table: DatabaseTable) {
+        guard let (count, sum) = inputs.database?.checksum(of: name, in: table) else { return }
+        digest.update(Array("pgsql:\(table.rawValue):\(name) rows \(count) checksum \(sum)\n".utf8))
     }
 
     var databaseRows: DatabaseRows? { inputs.database }

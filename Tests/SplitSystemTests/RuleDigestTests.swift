@@ -69,3 +69,52 @@ extension DiskRuleSourceTests {
         #expect(RuleReport.summary(set, sha256: nil).hasSuffix(", sha256=unknown"))
     }
 }
+
+extension DiskRuleSourceTests {
+    /// A database list is hashed as its row count and checksum, the same whether the parse read it
+    /// whole or patched the last parse's: the same rows give the same hash on every host, and any
+    /// changed byte of a row another.
+    func applied(
+        _ rows: inout DatabaseRows, _ change: DatabaseRows.Change,
+        sourceLocation: Testing.SourceLocation = #_sourceLocation
+    ) {
+        let applied = rows.apply(change)
+        #expect(applied, sourceLocation: sourceLocation)
+    }
+
+    @Test func aDatabaseListHashesTheSameReadWholeOrPatched() throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try write("main.rules", "domain example.org\n  copy %u@copy.example\n  only pgsql:big\n  user pgsql:people\n")
+        typealias Rule = DatabaseRows.Rule
+        let first = DatabaseRows(
+            changeID: 7, members: (0..<100).map { ("big", "u\($0)") },
+            rules: (0..<100).map { ("people", Rule(name: "u\($0)", action: "copy", targets: "u\($0)@x.example")) })
+        var second = first
+        applied(&second, .setRule(list: "people", Rule(name: "u5", action: "copy", targets: "u5@y.example")))
+        applied(&second, .deleteMember(list: "big", name: "u9"))
+        var third = second
+        applied(&third, .setRule(list: "people", Rule(name: "u5", action: "copy", targets: "u5@x.example")))
+        applied(&third, .setMember(list: "big", name: "u9"))
+
+        let path = folder + "/main.rules"
+        func whole(_ rows: DatabaseRows) -> String? { RuleLoader.load(path, inputs: RuleInputs(database: rows)).sha256 }
+        var lists = DatabaseListParses()
+        func patched(_ rows: DatabaseRows) -> String? {
+            let load = RuleLoader.load(path, inputs: RuleInputs(database: rows, lists: lists))
+            lists = load.lists
+            return load.sha256
+        }
+        let hashes = [patched(first), patched(second), patched(third)]
+        #expect(!lists.isEmpty)
+        #expect(hashes == [whole(first), whole(second), whole(third)])
+        #expect(hashes[0] == hashes[2] && hashes[0] != hashes[1])
+        #expect(hashes.allSatisfy { $0?.count == 64 })
+        // Two spellings of é are two rows: another hash.
+        var composed = first
+        applied(&composed, .setRule(list: "people", Rule(name: "u1", action: "copy", targets: "caf\u{E9}@x.example")))
+        var decomposed = first
+        applied(
+            &decomposed, .setRule(list: "people", Rule(name: "u1", action: "copy", targets: "cafe\u{301}@x.example")))
+        #expect(whole(composed) != whole(decomposed))
+    }
+}

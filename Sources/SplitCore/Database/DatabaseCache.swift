@@ -31,19 +31,33 @@ public enum DatabaseCache {
     public static func encode(_ rows: DatabaseRows, saved: Int64) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity((rows.memberCount + rows.ruleCount) * 32 + 64)
-        func line(_ fields: [String]) {
-            for (index, field) in fields.enumerated() {
-                if index > 0 { out.append(UInt8(ascii: " ")) }
-                escape(field, into: &out)
-            }
-            out.append(UInt8(ascii: "\n"))
+        // A million rows: each line is written field by field, the list's part once per list.
+        func field(_ text: String) {
+            out.append(UInt8(ascii: " "))
+            escape(text, into: &out)
         }
         out.append(contentsOf: "\(header)\nchange \(rows.changeID)\nsaved \(saved)\n".utf8)
         for list in rows.members.keys.sorted() {
-            for name in rows.members[list] ?? [] { line(["member", list, name]) }
+            var start = Array("member".utf8)
+            start.append(UInt8(ascii: " "))
+            escape(list, into: &start)
+            for name in rows.members[list] ?? [] {
+                out.append(contentsOf: start)
+                field(name)
+                out.append(UInt8(ascii: "\n"))
+            }
         }
         for list in rows.rules.keys.sorted() {
-            for rule in rows.rules[list] ?? [] { line(["rule", list, rule.name, rule.action, rule.targets]) }
+            var start = Array("rule".utf8)
+            start.append(UInt8(ascii: " "))
+            escape(list, into: &start)
+            for rule in rows.rules[list] ?? [] {
+                out.append(contentsOf: start)
+                field(rule.name)
+                field(rule.action)
+                field(rule.targets)
+                out.append(UInt8(ascii: "\n"))
+            }
         }
         out.append(contentsOf: "end \(rows.memberCount + rows.ruleCount)\n".utf8)
         return out
@@ -108,19 +122,22 @@ public enum DatabaseCache {
     }
 
     static func escape(_ field: String, into out: inout [UInt8]) {
-        // Nearly every field has nothing to escape: one scan, one copy.
-        if RowBytes.all(field, { $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "%") }) {
-            out.append(contentsOf: field.utf8)
-            return
-        }
-        let digits = Array("0123456789ABCDEF".utf8)
-        for byte in field.utf8 {
-            if byte <= 0x20 || byte == 0x7F || byte == UInt8(ascii: "%") {
-                out.append(UInt8(ascii: "%"))
-                out.append(digits[Int(byte >> 4)])
-                out.append(digits[Int(byte & 0x0F)])
-            } else {
-                out.append(byte)
+        func plain(_ byte: UInt8) -> Bool { byte > 0x20 && byte != 0x7F && byte != UInt8(ascii: "%") }
+        RowBytes.bytes(field) { bytes in
+            // Nearly every field has nothing to escape: one scan, one copy.
+            if bytes.allSatisfy(plain) {
+                out.append(contentsOf: bytes)
+                return
+            }
+            let digits: StaticString = "0123456789ABCDEF"
+            for byte in bytes {
+                if plain(byte) {
+                    out.append(byte)
+                } else {
+                    out.append(UInt8(ascii: "%"))
+                    out.append(digits.utf8Start[Int(byte >> 4)])
+                    out.append(digits.utf8Start[Int(byte & 0x0F)])
+                }
             }
         }
     }

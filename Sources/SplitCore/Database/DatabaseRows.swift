@@ -9,6 +9,8 @@
 ///   (the schema hands ids out densely, in commit order);
 /// - a change is O(log n) to find and one array shift to apply: a one-row change to a list of a
 ///   million names is not a re-read of the list;
+/// - `checksums` holds, per list, the wrapping sum of its rows' `RowChecksum`s, kept with every
+///   change: the hash of the rules in force covers a list without rendering it;
 /// - nothing is checked here but that a row can be written as one line: the parser checks a list's
 ///   text exactly as it checks a file (`RuleSource.databaseList`); rows of a list no rule file can
 ///   name (`DatabaseListName`) are not kept.
@@ -57,6 +59,8 @@ public struct DatabaseRows: Sendable, Equatable {
     public private(set) var rules: [String: [Rule]] = [:]
     /// The id of the last change the rows include (0: none yet).
     public var changeID: Int64
+    /// Per table and list, the wrapping sum of the rows' `RowChecksum`s.
+    private var checksums: [DatabaseTable: [String: UInt64]] = [:]
 
     public init(changeID: Int64 = 0) { self.changeID = changeID }
 
@@ -88,6 +92,33 @@ public struct DatabaseRows: Sendable, Equatable {
                 }.map(\.element)
             }
         }
+        for (list, names) in self.members {
+            checksums[.members, default: [:]][list] = names.reduce(0) { $0 &+ RowChecksum.of(member: $1) }
+        }
+        for (list, rows) in self.rules {
+            checksums[.rules, default: [:]][list] = rows.reduce(0) { $0 &+ RowChecksum.of(rule: $1) }
+        }
+    }
+
+    /// The list's row count and checksum (the wrapping sum of its rows' `RowChecksum`s): equal
+    /// for equal rows on every host, and kept with each change, not computed over the list.
+    public func checksum(of list: String, in table: DatabaseTable) -> (rows: Int, sum: UInt64) {
+        let rows =
+            switch table {
+            case .members: members[list]?.count ?? 0
+            case .rules: rules[list]?.count ?? 0
+            }
+        return (rows, checksums[table]?[list] ?? 0)
+    }
+
+    /// A list with no rows has no checksum (so rows equal by content are equal as values).
+    private mutating func removeChecksum(of list: String, in table: DatabaseTable) {
+        checksums[table]?[list] = nil
+        if checksums[table]?.isEmpty == true { checksums[table] = nil }
+    }
+
+    private mutating func addChecksum(_ value: UInt64, to list: String, in table: DatabaseTable) {
+        checksums[table, default: [:]][list, default: 0] &+= value
     }
 
     static func sameKey(_ left: Rule, _ right: Rule) -> Bool {
@@ -114,23 +145,33 @@ public struct DatabaseRows: Sendable, Equatable {
             let index = Self.position(of: name, in: members[list] ?? [])
             if index.found { return true }
             members[list, default: []].insert(name, at: index.at)
+            addChecksum(RowChecksum.of(member: name), to: list, in: .members)
         case .deleteMember(let list, let name):
             let index = Self.position(of: name, in: members[list] ?? [])
             guard index.found else { return true }
             members[list]?.remove(at: index.at)
-            if members[list]?.isEmpty == true { members[list] = nil }
+            addChecksum(0 &- RowChecksum.of(member: name), to: list, in: .members)
+            if members[list]?.isEmpty == true {
+                members[list] = nil
+                removeChecksum(of: list, in: .members)
+            }
         case .setRule(let list, let rule):
             let index = Self.position(of: rule, in: rules[list] ?? [])
-            if index.found {
+            if index.found, let old = rules[list]?[index.at] {
                 rules[list]?[index.at] = rule
+                addChecksum(0 &- RowChecksum.of(rule: old), to: list, in: .rules)
             } else {
                 rules[list, default: []].insert(rule, at: index.at)
             }
+            addChecksum(RowChecksum.of(rule: rule), to: list, in: .rules)
         case .deleteRule(let list, let name, let action):
             let index = Self.position(of: Rule(name: name, action: action, targets: ""), in: rules[list] ?? [])
-            guard index.found else { return true }
-            rules[list]?.remove(at: index.at)
-            if rules[list]?.isEmpty == true { rules[list] = nil }
+            guard index.found, let old = rules[list]?.remove(at: index.at) else { return true }
+            addChecksum(0 &- RowChecksum.of(rule: old), to: list, in: .rules)
+            if rules[list]?.isEmpty == true {
+                rules[list] = nil
+                removeChecksum(of: list, in: .rules)
+            }
         case .reload:
             return false
         }

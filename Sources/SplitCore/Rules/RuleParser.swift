@@ -740,21 +740,16 @@ struct ParserState {
     /// none yet (`DatabaseListParses`), else read whole.
     mutating func readDatabaseMembers(_ name: String, at: SourceLocation, into users: inout Set<String>) {
         let path = DatabaseListName.prefix + name
-        let text: [UInt8]
-        do {
-            text = try source.databaseList(name, in: .members)
-        } catch {
-            self.error("cannot read user list '\(path)': \(error)", at)
-            return
-        }
         let rows = users.isEmpty ? source.databaseRows.map { $0.members[name] ?? [] } : nil
         if let rows, let patched = patchedMembers(name, rows: rows) {
+            source.databaseListPatched(name, in: .members)
             files.append(path)
             users = patched
             return
         }
         let before = diagnostics.count
-        readUserList(path, at: at, into: &users) { text }
+        let source = self.source
+        readUserList(path, at: at, into: &users) { try source.databaseList(name, in: .members) }
         if let rows, diagnostics.count == before {
             lists.members[name] = DatabaseListParses.Members(rows: rows, users: users, patched: 0)
         }
@@ -831,6 +826,15 @@ struct ParserState {
     mutating func parseDatabaseUserRules(_ line: Line, _ word: Word, into section: inout SectionBuilder) {
         guard let name = checkListName(line, word) else { return }
         let path = DatabaseListName.prefix + name
+        let rows = section.users.isEmpty ? source.databaseRows.map { $0.rules[name] ?? [] } : nil
+        if let rows, let (users, added) = patchedUserRules(name, shadow: line.shadow, rows: rows) {
+            source.databaseListPatched(name, in: .rules)
+            files.append(path)
+            section.users = users
+            section.usersReserved = true
+            section.usersToLint = added
+            return
+        }
         let file: RuleFileText
         do {
             file = RuleFileText(path: path, bytes: try source.databaseList(name, in: .rules))
@@ -839,13 +843,6 @@ struct ParserState {
             return
         }
         files.append(path)
-        let rows = section.users.isEmpty ? source.databaseRows.map { $0.rules[name] ?? [] } : nil
-        if let rows, let (users, added) = patchedUserRules(name, shadow: line.shadow, rows: rows) {
-            section.users = users
-            section.usersReserved = true
-            section.usersToLint = added
-            return
-        }
         let errorsBefore = diagnostics.count
         let filesBefore = files.count
         file.bytes.withUnsafeBufferPointer { bytes in

@@ -4,7 +4,8 @@
 ///
 /// A database list (`pgsql:NAME`) comes as text in a list file's format, rendered from its rows
 /// (`DatabaseRows.text(of:)`), so the parser validates a row exactly as it validates a line of a
-/// file.
+/// file; or, when the rows changed little since the last parse, as those rows patched
+/// (`DatabaseListParses`), each added row read as its own line.
 
 public protocol RuleSource {
     /// The whole content of the file at `path`. Throw an error whose description says why not.
@@ -17,6 +18,9 @@ public protocol RuleSource {
     /// The rows the database lists come from, when there are any: the parser then patches the
     /// lists it read before (`DatabaseListParses`) instead of reading them whole again.
     var databaseRows: DatabaseRows? { get }
+    /// Called for each list the parser patched instead of asking `databaseList`, in reading order:
+    /// a source that hashes what the rules are made of hashes the list here.
+    func databaseListPatched(_ name: String, in table: DatabaseTable)
 }
 
 extension RuleSource {
@@ -24,6 +28,8 @@ extension RuleSource {
     public func databaseList(_ name: String, in table: DatabaseTable) throws -> [UInt8] { throw NoDatabase() }
 
     public var databaseRows: DatabaseRows? { nil }
+
+    public func databaseListPatched(_ name: String, in table: DatabaseTable) {}
 }
 
 /// The two tables of docs/postgresql/schema.sql that rule files name lists of.
