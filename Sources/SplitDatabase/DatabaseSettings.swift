@@ -7,6 +7,7 @@
 ///     user = splitmilter             # a role with SELECT on schema splitmilter, nothing more
 ///     password_file = /etc/splitmilter/database.password
 ///     sslmode = verify-full          # default: verify-full, or prefer for 127.0.0.1, ::1, localhost, a socket
+///                                    # (every host of a list)
 ///     sslrootcert = /etc/ssl/certs/ca-certificates.crt
 ///     connect_timeout = 5
 ///     cache = /var/lib/splitmilter/database.cache
@@ -39,9 +40,22 @@ public struct DatabaseSettings: Sendable, Equatable {
 
     public init() {}
 
-    /// A unix socket folder, or an address or name of this machine.
+    /// Every host of `host` (libpq takes a comma-separated list) is a unix socket folder, or this
+    /// machine: `localhost`, `::1`, or an address of 127.0.0.0/8 in four numbers. A name that only
+    /// starts like one (`127.db.example.org`) is elsewhere.
     public var isLocal: Bool {
-        host.hasPrefix("/") || host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        host.split(separator: ",", omittingEmptySubsequences: false).allSatisfy { one in
+            one.hasPrefix("/") || one == "localhost" || one == "::1" || Self.isLoopbackIPv4(one)
+        }
+    }
+
+    static func isLoopbackIPv4(_ text: Substring) -> Bool {
+        let numbers = text.split(separator: ".", omittingEmptySubsequences: false)
+        return numbers.count == 4 && numbers[0] == "127"
+            && numbers.allSatisfy { number in
+                (1...3).contains(number.utf8.count) && number.utf8.allSatisfy { (0x30...0x39).contains($0) }
+                    && Int(number)! <= 255
+            }
     }
 
     /// The sslmode in force: the file's, or verify-full for a host elsewhere and prefer here.

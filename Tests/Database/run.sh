@@ -25,7 +25,10 @@
 #     is printed, not checked);
 #   - over the whole run ids are dense from 1 and in commit order (pg_xact_commit_timestamp);
 #   - TRUNCATE logs one 'all' 'reload' row; a restart keeps the counter; after pruning the log,
-#     ids go on from the counter (a reader sees the gap).
+#     ids go on from the counter (a reader sees the gap);
+#   - last, on a cluster of its own that serves a certificate, the database settings' TLS
+#     through the real daemon (Tests/Database/tls.sh; needs openssl and the daemon binary,
+#     SPLITMILTER or `swift build`'s). `run.sh tls` runs only these.
 #
 # The last line is "database: N passed, M failed"; exit 1 if M > 0.
 
@@ -35,6 +38,8 @@ HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd -- "$HERE/../.." && pwd)
 # shellcheck source=scripts/lib/pgcluster.sh
 source "$REPO/scripts/lib/pgcluster.sh"
+# shellcheck source=Tests/Database/tls.sh
+source "$HERE/tls.sh"
 PG_TAG=database
 export PG_READER_PASSWORD=${PG_READER_PASSWORD:-reader-secret}
 
@@ -55,13 +60,16 @@ PORT=
 
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
-    local pid
+    local pid dir
     for pid in "${BG_PIDS[@]}"; do
         kill "$pid" 2>/dev/null
     done
-    if [[ -n $D ]]; then
-        pg_cluster_stop "$D"
-    fi
+    for pid in "${TLS_PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null
+    done
+    for dir in "$D" "$TLS_D"; do
+        [[ -z $dir ]] || pg_cluster_stop "$dir"
+    done
     if [[ -n $ROOT ]]; then
         if [[ ${KEEP:-0} == 1 ]]; then
             say "database: kept $ROOT"
@@ -186,6 +194,10 @@ command -v psql >/dev/null 2>&1 || pg_find_bindir || {
 }
 ROOT=$(mktemp -d "${TMPDIR:-/tmp}/splitmilter-db.XXXXXX") || exit 1
 chmod 755 "$ROOT"
+if [[ ${1:-} == tls ]]; then
+    tls_checks
+    finish
+fi
 PORT=${PG_PORT:-$(pg_free_port 25432)} || exit 1
 started=$EPOCHREALTIME
 D=$ROOT/pg
@@ -503,4 +515,5 @@ q "INSERT INTO splitmilter.list_members VALUES ('after', 'pruning')" >/dev/null
 check "after pruning the whole log, ids go on from the counter" \
     "$((before + 1)) member set after pruning - -" "$(log_since 0)"
 
+tls_checks
 finish

@@ -51,6 +51,23 @@ import Testing
             try parse("host = 192.0.2.7\nsslmode = disable\npassword_file = /p\n").get().effectiveSSLMode == "disable")
     }
 
+    /// Only hosts that are this machine get `prefer`: a name that merely starts like a loopback
+    /// address, and a libpq host list with one host elsewhere, are verified.
+    @Test func onlyThisMachineIsLocal() throws {
+        func mode(_ host: String) throws -> String {
+            try parse("host = \(host)\npassword_file = /p\n").get().effectiveSSLMode
+        }
+        for local in ["localhost", "::1", "127.0.0.1", "127.1.2.254", "/run/postgresql", "localhost,127.0.0.1"] {
+            #expect(try mode(local) == "prefer", "\(local)")
+        }
+        for elsewhere in [
+            "127.db.example.org", "127.0.0.1.example.net", "127.0.0.256", "127.0.0", "127.0.0.1,db.example.org",
+            "/run/postgresql,db.example.org", "localhost.example.org", "2130706433",
+        ] {
+            #expect(try mode(elsewhere) == "verify-full", "\(elsewhere)")
+        }
+    }
+
     @Test func errorsAtTheirPlaces() {
         guard
             case .failure(let errors) = parse(

@@ -13,6 +13,25 @@
 #   pg_cluster_stop DIR         fast shutdown, waits (immediate if fast takes over 60 s); nothing
 #                               to do when the server is not running.
 #   pg_cluster_restart DIR      stop if running, start again: same data, port and settings.
+#   pg_cluster_tls DIR off|on|only [CERT KEY [CLIENT_CA]]
+#                               the server's TLS, in force at once (a running server restarts).
+#                               on: ssl = on with CERT and KEY (copied into DIR/data, the key
+#                               mode 0600 and the server's own); TCP takes TLS and plain
+#                               connections. only: the same, but TCP takes only TLS (pg_hba
+#                               `hostssl`: a plain connection finds no pg_hba.conf entry). With
+#                               CLIENT_CA (either mode): TLS only, and a TCP connection must
+#                               also show a client certificate that CLIENT_CA signed for the
+#                               role's name (clientcert=verify-full) besides the password. off:
+#                               ssl = off, plain TCP only (as pg_cluster_start leaves it). Each
+#                               mode turns log_connections on: the server's log says of each
+#                               connection whether it used TLS.
+#   pg_test_pki DIR             make, with openssl, a throwaway PKI in DIR (made if absent, mode
+#                               0755): ca.crt (a CA, key ca.key); server.crt and server.key (CN
+#                               and only subjectAltName DNS:localhost, signed by ca.crt: under
+#                               sslmode=verify-full it matches host=localhost, not 127.0.0.1);
+#                               client.crt and client.key (CN splitmilter_reader, signed by
+#                               ca.crt); other-ca.crt (a CA that signed nothing here). EC P-256,
+#                               valid for 2 days; keys mode 0600, certificates 0644.
 #   pg_admin_sql DIR PORT SQL...
 #                               run each SQL (one `psql -c` each, so each its own transaction
 #                               unless it says BEGIN) as splitmilter_admin on `mail`, with
@@ -31,7 +50,8 @@
 #
 # Settings: fsync, full_page_writes and synchronous_commit off (a crash may lose the cluster: it
 # is a scratch one), track_commit_timestamp on (tests check commit order with
-# pg_xact_commit_timestamp).
+# pg_xact_commit_timestamp). DIR/data/pgcluster-tls.conf, included last, is empty (ssl off) until
+# pg_cluster_tls writes it.
 #
 # Users: initdb and the server refuse to run as root. As root (a CI run), the server tools run as
 # PG_CLUSTER_USER (default postgres) through `runuser -u`, DIR is given to that user, and DIR's
@@ -171,20 +191,29 @@ synchronous_commit = off
 track_commit_timestamp = on
 password_encryption = 'scram-sha-256'
 log_line_prefix = '%m [%p] %q%u@%d '
+include_if_exists = 'pgcluster-tls.conf'
 EOF
-    cat >"$dir/data/pg_hba.conf" <<'EOF' || return 1
-# pgcluster.sh: TYPE  DATABASE  USER  [ADDRESS]  METHOD
-local   all   postgres                           trust
-local   all   splitmilter_admin                  trust
-local   all   all                                scram-sha-256
-host    all   all                 127.0.0.1/32   scram-sha-256
-EOF
+    _pg_as_owner "$dir" touch -- "$dir/data/pgcluster-tls.conf" || return 1
+    _pg_write_hba "$dir" host || return 1
     printf '%s\n' "$port" >"$dir/port" || return 1
     _pg_server_start "$dir" || return 1
     if ! _pg_cluster_setup "$dir" "$port"; then
         pg_cluster_stop "$dir"
         return 1
     fi
+}
+
+# _pg_write_hba DIR TYPE [OPTION]: DIR's pg_hba.conf, with TYPE (host, hostssl) and OPTION for the
+# TCP line.
+_pg_write_hba() {
+    # Written by the caller: root may, and truncating keeps the file's owner.
+    cat >"$1/data/pg_hba.conf" <<EOF
+# pgcluster.sh: TYPE  DATABASE  USER  [ADDRESS]  METHOD
+local   all   postgres                           trust
+local   all   splitmilter_admin                  trust
+local   all   all                                scram-sha-256
+$(printf '%-7s' "$2") all   all                 127.0.0.1/32   scram-sha-256${3:+ $3}
+EOF
 }
 
 # _pg_cluster_setup DIR PORT: the roles, the database and the schema in a new cluster.
@@ -236,6 +265,77 @@ pg_cluster_restart() {
     pg_find_bindir || return 1
     pg_cluster_stop "$dir" || return 1
     _pg_server_start "$dir"
+}
+
+pg_cluster_tls() {
+    local dir mode=${2:-} owner ssl=on type=host option=
+    if ! { { (($# == 2)) && [[ $mode == off ]]; } || { (($# == 4 || $# == 5)) && [[ $mode == on || $mode == only ]]; }; }; then
+        pg_say "usage: pg_cluster_tls DIR off|on|only [CERT KEY [CLIENT_CA]]"
+        return 2
+    fi
+    dir=$(cd -- "$1" 2>/dev/null && pwd) || dir=$1
+    if [[ ! -f $dir/data/PG_VERSION ]]; then
+        pg_say "$dir: no cluster (pg_cluster_start makes one)"
+        return 1
+    fi
+    if [[ $mode == off ]]; then
+        ssl=off
+    else
+        owner=$(_pg_owner)
+        # The server refuses a key that others may read, or (unless root's) that is not its own.
+        install -m 644 ${owner:+-o "$owner"} -- "$3" "$dir/data/server.crt" &&
+            install -m 600 ${owner:+-o "$owner"} -- "$4" "$dir/data/server.key" || return 1
+        [[ $mode == only ]] && type=hostssl
+        if [[ -n ${5:-} ]]; then
+            install -m 644 ${owner:+-o "$owner"} -- "$5" "$dir/data/client-ca.crt" || return 1
+            type=hostssl option=clientcert=verify-full
+        fi
+    fi
+    # Written by the caller: truncating keeps the files' owner.
+    cat >"$dir/data/pgcluster-tls.conf" <<EOF || return 1
+# pgcluster.sh: pg_cluster_tls $mode${5:+ with a client CA}
+ssl = $ssl
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_ca_file = '${5:+client-ca.crt}'
+log_connections = on
+EOF
+    _pg_write_hba "$dir" "$type" "$option" || return 1
+    if [[ -f $dir/data/postmaster.pid ]]; then
+        pg_cluster_restart "$dir"
+    fi
+}
+
+pg_test_pki() {
+    if (($# != 1)); then
+        pg_say "usage: pg_test_pki DIR"
+        return 2
+    fi
+    local dir=$1 name
+    if ! command -v openssl >/dev/null 2>&1; then
+        pg_say "no openssl (Debian: apt-get install openssl; postgresql's ssl-cert depends on it)"
+        return 1
+    fi
+    mkdir -p -- "$dir" && chmod 755 -- "$dir" || return 1
+    local new=(openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2)
+    if ! (
+        umask 077
+        for name in ca other-ca; do
+            "${new[@]}" -keyout "$dir/$name.key" -out "$dir/$name.crt" -subj "/CN=splitmilter test $name" ||
+                exit 1
+        done
+        "${new[@]}" -keyout "$dir/server.key" -out "$dir/server.crt" -subj /CN=localhost \
+            -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -addext subjectAltName=DNS:localhost \
+            -addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=serverAuth || exit 1
+        "${new[@]}" -keyout "$dir/client.key" -out "$dir/client.crt" -subj /CN=splitmilter_reader \
+            -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+            -addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=clientAuth || exit 1
+        chmod 644 -- "$dir"/*.crt
+    ) >"$dir/openssl.log" 2>&1; then
+        pg_say "$dir: openssl failed:"
+        tail -n 20 -- "$dir/openssl.log" >&2
+        return 1
+    fi
 }
 
 pg_admin_sql() {
