@@ -5,6 +5,11 @@
 /// then becomes `--user` (default `splitmilter`) for good, before libmilter starts a thread or
 /// reads a byte from Postfix. Mail is never handled as root: a missing user, or one whose uid is
 /// 0, stops the daemon instead. Started as any other user, it stays that user.
+///
+/// The environment follows the user: `HOME`, `USER` and `LOGNAME` become the target's, set before any
+/// thread starts. libpq looks for `$HOME/.postgresql/` on every connection; with root's `HOME` it
+/// could not enter `/root` once the daemon was `splitmilter`, and its follower then never connected
+/// under `sslmode=verify-full`, and under `prefer` fell back to plain text (Tests/Database/tls.sh).
 
 import Glibc
 
@@ -21,6 +26,8 @@ enum Privileges {
         let name: String
         let uid: uid_t
         let gid: gid_t
+        /// The account's home directory (`pw_dir`), for `HOME`.
+        let home: String
     }
 
     static func target(_ requested: String?) throws -> Target? {
@@ -41,7 +48,9 @@ enum Privileges {
         guard entry.pointee.pw_uid != 0 else {
             throw PrivilegeError(description: "--user \(name) is uid 0: splitmilter does not handle mail as root")
         }
-        return Target(name: name, uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid)
+        return Target(
+            name: name, uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid,
+            home: String(cString: entry.pointee.pw_dir))
     }
 
     /// Becomes `target` for the rest of the process: supplementary groups, group, then user (the
@@ -56,5 +65,8 @@ enum Privileges {
         guard setuid(0) != 0, geteuid() == target.uid, getegid() == target.gid else {
             throw PrivilegeError(description: "still able to regain root after switching to '\(target.name)'")
         }
+        guard setenv("HOME", target.home, 1) == 0, setenv("USER", target.name, 1) == 0,
+            setenv("LOGNAME", target.name, 1) == 0
+        else { throw fail("setenv") }
     }
 }

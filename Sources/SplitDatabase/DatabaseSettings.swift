@@ -156,9 +156,17 @@ public struct DatabaseSettings: Sendable, Equatable {
                 return "'sslmode' takes one of: \(Self.sslmodes.joined(separator: ", "))"
             }
             sslmode = value
-        case "sslrootcert": sslrootcert = value
-        case "sslcert": sslcert = value
-        case "sslkey": sslkey = value
+        // Absolute, like password_file: libpq would read a relative path from the daemon's working
+        // directory, which is not where the administrator wrote the file from.
+        case "sslrootcert":
+            guard value.hasPrefix("/") else { return "'sslrootcert' takes an absolute path" }
+            sslrootcert = value
+        case "sslcert":
+            guard value.hasPrefix("/") else { return "'sslcert' takes an absolute path" }
+            sslcert = value
+        case "sslkey":
+            guard value.hasPrefix("/") else { return "'sslkey' takes an absolute path" }
+            sslkey = value
         case "connect_timeout":
             guard let seconds = Int(value), (1...300).contains(seconds) else {
                 return "'connect_timeout' takes 1 to 300 seconds"

@@ -31,11 +31,10 @@
 #   5  the server with ssl=off: sslmode=require is refused, and so is a host elsewhere with the
 #      default sslmode; host=localhost's default (prefer) reads the rows without TLS.
 #
-# Not proved here: a known bug is reported (not counted) while it lasts: started as root with a
-# HOME that the daemon's user cannot enter (/root), the follower's connections after the switch
-# fail (libpq stats $HOME/.postgresql/postgresql.crt: Permission denied; with sslmode=prefer they
-# silently go without TLS). The checks above give the daemon a HOME that the user nobody may
-# enter (empty).
+#   6  (as root) started with a HOME only root may enter (as from a root shell): the follower,
+#      after the switch to the daemon's user, still connects over TLS (it failed on
+#      $HOME/.postgresql/postgresql.crt: Permission denied, and under prefer went without TLS,
+#      before the daemon set HOME to its user's).
 
 TLS_D=
 declare -a TLS_PIDS=()
@@ -168,12 +167,6 @@ tls_following() {
     tls_sql "DELETE FROM splitmilter.list_members WHERE name = 'dave-$2'" >/dev/null
 }
 
-# tls_home_refused: the follower's error for a HOME it cannot enter is in T/full.log.
-tls_home_refused() {
-    grep -q 'could not open certificate file ".*/root-home/\.postgresql/postgresql\.crt": Permission denied' \
-        "$T/full.log"
-}
-
 tls_checks() {
     local started=$EPOCHREALTIME mark nobody_group
     T=$ROOT/tls
@@ -277,24 +270,11 @@ EOF
         fail "4 the server demands client certificates"
     fi
 
-    # The known bug: HOME a folder only root may enter.
+    # Started as root with a HOME that only root may enter (/root, as from a root shell): after
+    # the switch to the daemon's user, HOME is that user's, and the follower connects over TLS.
     if ((EUID == 0)) && pg_cluster_tls "$TLS_D" only "$T/pki/server.crt" "$T/pki/server.key"; then
         mkdir -m 700 -- "$T/root-home"
-        if tls_daemon full "$T/root-home"; then
-            tls_wait eval 'tls_follower || tls_home_refused'
-            if tls_follower; then
-                fail "known bug fixed? started as root with a HOME only root may enter, the follower connects: make it a plain check"
-            elif tls_home_refused; then
-                say "known bug: started as root with a HOME only root may enter, the follower never connects:"
-                grep -m 1 'could not open certificate file' "$T/full.log" | sed 's/^/    /'
-            else
-                fail "known bug: the follower neither connects nor says why"
-                sed 's/^/    daemon: /' "$T/full.log"
-            fi
-            tls_daemon_stop
-        else
-            fail "known bug: the daemon started"
-        fi
+        tls_following "6 started as root with HOME only root may enter: the follower" full "$T/root-home"
     fi
 
     # 5 a server without TLS.

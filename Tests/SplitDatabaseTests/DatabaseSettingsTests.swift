@@ -79,6 +79,9 @@ import Testing
                 host = b
                 cache = relative/path
                 just words
+                sslrootcert = ca.pem
+                sslcert = certs/client.crt
+                sslkey = ./client.key
                 """)
         else {
             Issue.record("expected errors")
@@ -93,6 +96,9 @@ import Testing
                 "/etc/sm/db.conf:5:1: error: duplicate 'host'; first at line 1",
                 "/etc/sm/db.conf:6:8: error: 'cache' takes an absolute path",
                 "/etc/sm/db.conf:7:1: error: expected 'key = value'",
+                "/etc/sm/db.conf:8:14: error: 'sslrootcert' takes an absolute path",
+                "/etc/sm/db.conf:9:10: error: 'sslcert' takes an absolute path",
+                "/etc/sm/db.conf:10:9: error: 'sslkey' takes an absolute path",
             ])
     }
 }
