@@ -182,14 +182,20 @@ public final class DatabaseFollower: Sendable {
             else { throw DatabaseError("splitmilter.change_counter has no row (see docs/postgresql/schema.sql)") }
             var members: [(list: String, name: String)] = []
             var rules: [(list: String, rule: DatabaseRows.Rule)] = []
-            try connection.copyRows("SELECT list, name FROM splitmilter.list_members") {
+            // In byte order (the key columns' own, docs/postgresql/schema.sql): the rows need no sort here.
+            try connection.copyRows(
+                #"SELECT list, name FROM splitmilter.list_members ORDER BY list COLLATE "C", name COLLATE "C""#
+            ) {
                 (fields) throws(DatabaseError) in
                 guard fields.count == 2, let list = fields[0], let name = fields[1] else {
                     throw DatabaseError("list_members: a row with NULLs")
                 }
                 members.append((list, name))
             }
-            try connection.copyRows("SELECT list, name, action, targets FROM splitmilter.user_rules") {
+            try connection.copyRows(
+                #"SELECT list, name, action, targets FROM splitmilter.user_rules"#
+                    + #" ORDER BY list COLLATE "C", name COLLATE "C", action COLLATE "C""#
+            ) {
                 (fields) throws(DatabaseError) in
                 guard fields.count == 4, let list = fields[0], let name = fields[1], let action = fields[2],
                     let targets = fields[3]

@@ -66,16 +66,18 @@ BEGIN;
 
 CREATE SCHEMA splitmilter;
 
+-- The key columns sort by their bytes (COLLATE "C"), as the daemon sorts its rows: the primary
+-- keys' indexes then hand the daemon its start-up read already in order.
 CREATE TABLE splitmilter.list_members (
-    list text NOT NULL,
-    name text NOT NULL,
+    list text COLLATE "C" NOT NULL,
+    name text COLLATE "C" NOT NULL,
     PRIMARY KEY (list, name)
 );
 
 CREATE TABLE splitmilter.user_rules (
-    list    text NOT NULL,
-    name    text NOT NULL,
-    action  text NOT NULL,
+    list    text COLLATE "C" NOT NULL,
+    name    text COLLATE "C" NOT NULL,
+    action  text COLLATE "C" NOT NULL,
     targets text NOT NULL,
     PRIMARY KEY (list, name, action)
 );

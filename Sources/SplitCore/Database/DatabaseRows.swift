@@ -71,26 +71,32 @@ public struct DatabaseRows: Sendable, Equatable {
         self.changeID = changeID
         for (list, name) in members where Self.canBeNamed(list) { self.members[list, default: []].append(name) }
         for (list, rule) in rules where Self.canBeNamed(list) { self.rules[list, default: []].append(rule) }
-        for list in self.members.keys {
-            self.members[list]?.sort(by: RowBytes.precedes)
-            self.members[list] = self.members[list].map { names in
-                names.enumerated().filter {
+        // The database hands its rows over in this order already: then one pass checks it and
+        // nothing is sorted or copied.
+        for list in Array(self.members.keys) {
+            guard var names = self.members.removeValue(forKey: list) else { continue }
+            if !zip(names, names.dropFirst()).allSatisfy({ RowBytes.precedes($0, $1) }) {
+                names.sort(by: RowBytes.precedes)
+                names = names.enumerated().filter {
                     $0.offset == 0 || !RowBytes.equal(names[$0.offset - 1], $0.element)
                 }
                 .map(\.element)
             }
+            self.members[list] = names
         }
-        for list in self.rules.keys {
-            // A stable sort keeps equal keys in the order given: the last of each run is kept.
-            self.rules[list] = self.rules[list].map { rules in
-                let sorted = rules.enumerated().sorted {
+        for list in Array(self.rules.keys) {
+            guard var rows = self.rules.removeValue(forKey: list) else { continue }
+            if !zip(rows, rows.dropFirst()).allSatisfy({ Rule.precedes($0, $1) }) {
+                // A stable sort keeps equal keys in the order given: the last of each run is kept.
+                let sorted = rows.enumerated().sorted {
                     Rule.precedes($0.element, $1.element)
                         || (!Rule.precedes($1.element, $0.element) && $0.offset < $1.offset)
                 }.map(\.element)
-                return sorted.enumerated().filter { index, rule in
+                rows = sorted.enumerated().filter { index, rule in
                     index == sorted.count - 1 || !Self.sameKey(rule, sorted[index + 1])
                 }.map(\.element)
             }
+            self.rules[list] = rows
         }
         for (list, names) in self.members {
             checksums[.members, default: [:]][list] = names.reduce(0) { $0 &+ RowChecksum.of(member: $1) }
