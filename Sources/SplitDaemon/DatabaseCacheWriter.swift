@@ -5,8 +5,13 @@
 /// - Latest wins: rows handed in while a write is under way replace any not yet written, so the
 ///   file ends with the newest rows that made good rules, and at most one writer thread exists.
 /// - Each file is written whole and atomically (`RuleBuilder.writeCache`), mode 0600.
+/// - At most one write a second (`pause`): encoding a million rows is ~0.3 s of CPU, which a burst
+///   of changes must not spend again for every change on a machine that also carries the mail.
+///   The cache may lag the rules in force by that second; a daemon started from it catches up from
+///   the database when it answers.
 /// - Without a thread (pthread_create failed) the rows are written on the caller's.
 
+import Glibc
 import Logging
 import SplitCore
 import SplitSystem
@@ -17,6 +22,9 @@ final class DatabaseCacheWriter: Sendable {
         var next: DatabaseRows?
         var writing = false
     }
+
+    /// The pause after each write, in microseconds.
+    static let pause: useconds_t = 1_000_000
 
     private let state = Mutex(State())
     private let path: String
@@ -46,6 +54,7 @@ final class DatabaseCacheWriter: Sendable {
             return rows
         }) {
             RuleBuilder.writeCache(rows, to: path, logger: logger)
+            usleep(Self.pause)
         }
     }
 }

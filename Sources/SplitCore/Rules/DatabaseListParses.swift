@@ -48,38 +48,70 @@ public struct DatabaseListParses: Sendable {
 
     /// What changed from `old` to `new` (each sorted by `precedes`): rows only in `old` (or with
     /// other contents), and rows only in `new` with their index there. nil past `limit` rows.
+    ///
+    /// The rows the follower did not touch are the very strings of the previous version (the array
+    /// was copied, not its strings): two rows whose bits are equal are equal, and are passed over
+    /// without reading their bytes; only the others are compared by key and contents.
     static func diff<Row>(
         _ old: [Row], _ new: [Row], limit: Int, precedes: (Row, Row) -> Bool, sameKey: (Row, Row) -> Bool,
         same: (Row, Row) -> Bool
     ) -> (removed: [Row], added: [(index: Int, row: Row)])? {
-        if old.count == new.count,
-            old.withUnsafeBufferPointer({ $0.baseAddress })
-                == new.withUnsafeBufferPointer({ $0.baseAddress })
-        {
-            return ([], [])
-        }
-        var removed: [Row] = []
-        var added: [(index: Int, row: Row)] = []
-        var oldIndex = 0
-        var newIndex = 0
-        while oldIndex < old.count || newIndex < new.count {
-            if oldIndex < old.count, newIndex < new.count, sameKey(old[oldIndex], new[newIndex]) {
-                if !same(old[oldIndex], new[newIndex]) {
-                    removed.append(old[oldIndex])
-                    added.append((newIndex, new[newIndex]))
+        old.withUnsafeBufferPointer { old in
+            new.withUnsafeBufferPointer { new in
+                if old.count == new.count, old.baseAddress == new.baseAddress { return ([], []) }
+                var removed: [Row] = []
+                var added: [(index: Int, row: Row)] = []
+                var oldIndex = 0
+                var newIndex = 0
+                while oldIndex < old.count || newIndex < new.count {
+                    if oldIndex < old.count, newIndex < new.count,
+                        sameBits(old.baseAddress! + oldIndex, new.baseAddress! + newIndex)
+                            || sameKey(old[oldIndex], new[newIndex])
+                    {
+                        if !sameBits(old.baseAddress! + oldIndex, new.baseAddress! + newIndex),
+                            !same(old[oldIndex], new[newIndex])
+                        {
+                            removed.append(old[oldIndex])
+                            added.append((newIndex, new[newIndex]))
+                        }
+                        oldIndex += 1
+                        newIndex += 1
+                    } else if newIndex == new.count || (oldIndex < old.count && precedes(old[oldIndex], new[newIndex]))
+                    {
+                        removed.append(old[oldIndex])
+                        oldIndex += 1
+                    } else {
+                        added.append((newIndex, new[newIndex]))
+                        newIndex += 1
+                    }
+                    if removed.count + added.count > limit { return nil }
                 }
-                oldIndex += 1
-                newIndex += 1
-            } else if newIndex == new.count || (oldIndex < old.count && precedes(old[oldIndex], new[newIndex])) {
-                removed.append(old[oldIndex])
-                oldIndex += 1
-            } else {
-                added.append((newIndex, new[newIndex]))
-                newIndex += 1
+                return (removed, added)
             }
-            if removed.count + added.count > limit { return nil }
         }
-        return (removed, added)
+    }
+
+    /// True when the two values' bits are equal (then so are the values: the same strings).
+    @inline(__always)
+    static func sameBits<Row>(_ left: UnsafePointer<Row>, _ right: UnsafePointer<Row>) -> Bool {
+        let left = UnsafeRawPointer(left)
+        let right = UnsafeRawPointer(right)
+        let size = MemoryLayout<Row>.size
+        var offset = 0
+        while offset + 8 <= size {
+            guard
+                left.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                    == right.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            else { return false }
+            offset += 8
+        }
+        while offset < size {
+            guard
+                left.load(fromByteOffset: offset, as: UInt8.self) == right.load(fromByteOffset: offset, as: UInt8.self)
+            else { return false }
+            offset += 1
+        }
+        return true
     }
 }
 
