@@ -74,12 +74,30 @@ public struct MessagePlan: Sendable {
 
     public init() {}
 
+    /// The decisions' array a connection keeps from one message to the next (`reset`), and the size
+    /// it is first made at: a connection's messages then allocate no array, nor grow one through
+    /// 1, 2, 4, 8 recipients. A larger one (a message to many recipients) is let go.
+    static let keptCapacity = 64
+    static let firstCapacity = 8
+
     /// Records one RCPT decision; false when the message already has `maximumRecipients`.
     public mutating func record(_ decision: RecipientDecision) -> Bool {
         guard decisions.count < Self.maximumRecipients else { return false }
+        if decisions.capacity == 0 { decisions.reserveCapacity(Self.firstCapacity) }
         decisions.append(decision)
         if decision.involvesShadow { involvesShadow = true }
         return true
+    }
+
+    /// Empty, as a new plan, for the next message; the decisions' array is kept when it is small.
+    public mutating func reset() {
+        if decisions.capacity > Self.keptCapacity {
+            decisions = []
+        } else {
+            decisions.removeAll(keepingCapacity: true)
+        }
+        carriesMarker = false
+        involvesShadow = false
     }
 
     /// What one planned addition is for, for logs, counters and `explain`.
