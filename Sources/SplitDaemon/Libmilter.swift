@@ -4,6 +4,10 @@
 /// `LibmilterError` naming the C function, so no return code is ever dropped: a modification that
 /// libmilter refuses (e.g. an action that was not negotiated) must turn the message into a
 /// temporary failure, never into a message delivered without its copies.
+///
+/// Strings reach C through `withCString`, never as an implicit `String` argument: the implicit
+/// conversion copies the string into a new array at every call (two per added recipient), where
+/// `withCString` hands over the string's own bytes.
 
 internal import CMilterShim
 import SplitCore
@@ -36,16 +40,19 @@ enum Libmilter {
     }
 
     static func addRecipient(_ ctx: MilterContext, _ address: String, parameters: String) throws {
-        try check(
-            cmilter_addrcpt_par(ctx.pointer, address, parameters), "smfi_addrcpt_par", "<\(address)> \(parameters)")
+        let rc = address.withCString { address in
+            parameters.withCString { cmilter_addrcpt_par(ctx.pointer, address, $0) }
+        }
+        try check(rc, "smfi_addrcpt_par", "<\(address)> \(parameters)")
     }
 
     static func deleteRecipient(_ ctx: MilterContext, _ recipient: String) throws {
-        try check(cmilter_delrcpt(ctx.pointer, recipient), "smfi_delrcpt", recipient)
+        try check(recipient.withCString { cmilter_delrcpt(ctx.pointer, $0) }, "smfi_delrcpt", recipient)
     }
 
     static func addHeader(_ ctx: MilterContext, name: String, value: String) throws {
-        try check(cmilter_addheader(ctx.pointer, name, value), "smfi_addheader", "\(name): \(value)")
+        let rc = name.withCString { name in value.withCString { cmilter_addheader(ctx.pointer, name, $0) } }
+        try check(rc, "smfi_addheader", "\(name): \(value)")
     }
 
     /// Sets the SMTP reply used when the callback returns REJECT or TEMPFAIL. The text must hold no
@@ -53,12 +60,15 @@ enum Libmilter {
     static func setReply(_ ctx: MilterContext, code: String, enhanced: String, text: String) throws {
         let safe = String(text.unicodeScalars.filter { $0.value >= 0x20 && $0.value < 0x7F }.prefix(900))
             .replacingPercentSigns
-        try check(cmilter_setreply(ctx.pointer, code, enhanced, safe), "smfi_setreply", "\(code) \(enhanced) \(safe)")
+        let rc = code.withCString { code in
+            enhanced.withCString { enhanced in safe.withCString { cmilter_setreply(ctx.pointer, code, enhanced, $0) } }
+        }
+        try check(rc, "smfi_setreply", "\(code) \(enhanced) \(safe)")
     }
 
     /// A macro's value, or nil when the MTA did not send it.
     static func macro(_ ctx: MilterContext, _ name: String) -> String? {
-        guard let value = cmilter_getsymval(ctx.pointer, name) else { return nil }
+        guard let value = name.withCString({ cmilter_getsymval(ctx.pointer, $0) }) else { return nil }
         return String(cString: value)
     }
 
@@ -71,7 +81,7 @@ enum Libmilter {
     }
 
     static func setConnection(_ spec: String) throws {
-        try check(cmilter_setconn(spec), "smfi_setconn", spec)
+        try check(spec.withCString { cmilter_setconn($0) }, "smfi_setconn", spec)
     }
 
     /// How long a connection may wait for the MTA's next command (docs/postfix-milter.md, "Failure handling and timeouts").

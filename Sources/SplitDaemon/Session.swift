@@ -28,8 +28,16 @@ final class Session {
 /// A `SessionLog` over swift-log: the level check first, so a line at a disabled level is never built.
 struct LoggerSessionLog: SessionLog {
     let logger: Logger
+    /// The logger's level, read once: a `Logger` is a value, its level set when it was made, and
+    /// asking its handler (an existential) cost more than a whole header callback.
+    let threshold: Logger.Level
 
-    func isEnabled(_ level: SessionLogLevel) -> Bool { logger.logLevel <= Self.level(level) }
+    init(logger: Logger) {
+        self.logger = logger
+        threshold = logger.logLevel
+    }
+
+    func isEnabled(_ level: SessionLogLevel) -> Bool { threshold <= Self.level(level) }
 
     func write(_ level: SessionLogLevel, _ line: String) { logger.log(level: Self.level(level), "\(line)") }
 

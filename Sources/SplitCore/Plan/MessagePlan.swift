@@ -74,12 +74,30 @@ public struct MessagePlan: Sendable {
 
     public init() {}
 
+    /// The decisions' array a connection keeps from one message to the next (`reset`), and the size
+    /// it is first made at: a connection's messages then allocate no array, nor grow one through
+    /// 1, 2, 4, 8 recipients. A larger one (a message to many recipients) is let go.
+    static let keptCapacity = 64
+    static let firstCapacity = 8
+
     /// Records one RCPT decision; false when the message already has `maximumRecipients`.
     public mutating func record(_ decision: RecipientDecision) -> Bool {
         guard decisions.count < Self.maximumRecipients else { return false }
+        if decisions.capacity == 0 { decisions.reserveCapacity(Self.firstCapacity) }
         decisions.append(decision)
         if decision.involvesShadow { involvesShadow = true }
         return true
+    }
+
+    /// Empty, as a new plan, for the next message; the decisions' array is kept when it is small.
+    public mutating func reset() {
+        if decisions.capacity > Self.keptCapacity {
+            decisions = []
+        } else {
+            decisions.removeAll(keepingCapacity: true)
+        }
+        carriesMarker = false
+        involvesShadow = false
     }
 
     /// What one planned addition is for, for logs, counters and `explain`.
@@ -135,9 +153,9 @@ public struct MessagePlan: Sendable {
         var additions: [Addition] = []
         additions.reserveCapacity(decisions.count)
         var skipped: [Skip] = []
-        var deleted = FewStrings()
+        var deleted = FewStrings(expected: decisions.count)
         // The recipients that stay, then every address added: nothing is added twice.
-        var present = FewStrings()
+        var present = FewStrings(expected: decisions.count * 2)
         for decision in decisions where planned(decision) {
             if rewrite(decision) != nil {
                 if deleted.insert(decision.recipient) { edits.append(.deleteRecipient(decision.recipient)) }
@@ -223,30 +241,33 @@ public struct MessagePlan: Sendable {
 
 /// A set of strings sized for a message's recipients: a scan of an array while it holds few (a
 /// message has one or two recipients more often than not, and a scan compares no hashes), a hash
-/// set once it holds more.
+/// set once it holds more. The array is made once, at its full size, at the first insert: growing
+/// it from empty made three or four arrays a message.
 struct FewStrings {
     static let scanLimit = 16
-    private var few: [String] = []
-    private var lengths: [Int] = []
+    /// Each string with its length in bytes, compared first: most recipients differ in length,
+    /// and that test reads no byte of either.
+    private var few: [(length: Int, text: String)] = []
     private var many: Set<String>?
+    private let room: Int
+
+    /// Room for `expected` strings before any array grows.
+    init(expected: Int) { room = min(max(expected, 1), Self.scanLimit) }
 
     /// Inserts `text`; false when it was already there.
     mutating func insert(_ text: String) -> Bool {
         if let inserted = many?.insert(text).inserted { return inserted }
-        // Lengths first: most recipients differ in length, and that test needs no byte compared.
         let length = text.utf8.count
-        for index in few.indices where lengths[index] == length && few[index] == text { return false }
+        for entry in few where entry.length == length && entry.text == text { return false }
         if few.count < Self.scanLimit {
-            few.append(text)
-            lengths.append(length)
+            if few.isEmpty { few.reserveCapacity(room) }
+            few.append((length, text))
         } else {
-            // Filled in place: `Set(few + [text])` made a third array on the way.
             var set = Set<String>(minimumCapacity: 2 * Self.scanLimit)
-            for string in few { set.insert(string) }
+            for entry in few { set.insert(entry.text) }
             set.insert(text)
             many = set
             few = []
-            lengths = []
         }
         return true
     }

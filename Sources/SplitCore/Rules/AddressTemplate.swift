@@ -104,6 +104,12 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
             case .many(let pieces): for piece in pieces { body(piece) }
             }
         }
+
+        /// The piece, when there is just one (as in nearly every template).
+        var only: Piece? {
+            if case .one(let piece) = storage { return piece }
+            return nil
+        }
     }
 
     /// The literal domain, lower-cased; empty for a bare local user (rewrites only).
@@ -261,7 +267,11 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
         if let problem {
             return .failure(.unsafeLocalPart("\(problem) (after filling in '\(source)')"))
         }
-        let localPart = domainLength > 0 ? String(Substring(whole.utf8.prefix(localLength))) : whole
+        // A one-piece local part is that piece's text, already a string: cutting it out of the whole
+        // address made a second string for every target.
+        let localPart =
+            domainLength == 0
+            ? whole : localPieces.only.map(parts.text) ?? String(Substring(whole.utf8.prefix(localLength)))
         return .success(
             EnvelopeAddress(localPart: localPart, domain: domain, description: whole, hasCapitals: capitals))
     }

@@ -255,7 +255,7 @@ public final class FilterSession {
     }
 
     func reset() {
-        plan = MessagePlan()
+        plan.reset()
         failure = nil
     }
 

@@ -123,6 +123,20 @@ import Testing
         #expect(!oneMore)
     }
 
+    @Test func resetIsANewPlanThatKeepsASmallArray() {
+        var plan = MessagePlan()
+        plan.carriesMarker = true
+        _ = plan.record(set.decide(recipient: "<shadow@new.example>"))
+        #expect(plan.involvesShadow)
+        plan.reset()
+        #expect(plan.decisions.isEmpty && !plan.carriesMarker && !plan.involvesShadow)
+        #expect(plan.decisions.capacity >= MessagePlan.firstCapacity)
+        #expect(plan.edits(marker: marker).edits.isEmpty)
+        for _ in 0...MessagePlan.keptCapacity { _ = plan.record(set.decide(recipient: "<a@example.org>")) }
+        plan.reset()
+        #expect(plan.decisions.capacity == 0)
+    }
+
     // Shadow rules: the live edits never hold a shadow target; what the shadow rules would do is
     // what the plan would edit with them live, reported apart.
 
