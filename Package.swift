@@ -51,10 +51,14 @@ let package = Package(
         .target(name: "MilterClient", dependencies: ["MilterProtocol"]),
         .executableTarget(
             name: "splitmilter",
-            dependencies: ["SplitDaemon", "SplitSystem", "SplitMetrics", "MilterProtocol", argumentParser]),
+            dependencies: [
+                "SplitDaemon", "SplitSystem", "SplitMetrics", "SplitDatabase", "MilterProtocol", argumentParser,
+            ]),
         .executableTarget(
             name: "milter-test",
-            dependencies: ["SplitCore", "SplitSystem", "MilterProtocol", "MilterClient", argumentParser]
+            dependencies: [
+                "SplitCore", "SplitSystem", "SplitDatabase", "MilterProtocol", "MilterClient", argumentParser, logging,
+            ]
         ),
         .testTarget(name: "SplitCoreTests", dependencies: ["SplitCore"]),
         .testTarget(name: "SplitSystemTests", dependencies: ["SplitSystem", "SplitCore"]),

@@ -9,7 +9,7 @@ extension MilterTest {
     struct Explain: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show which rule fires for each recipient and the edits the daemon would send.",
-            discussion: "Exit status: 0 explained, 1 the rule file has errors, 2 usage."
+            discussion: "Exit status: 0 explained, 1 the rule file has errors (or no rows from --database), 2 usage."
         )
 
         @Argument(help: "The rule file.")
@@ -58,6 +58,9 @@ extension MilterTest {
         @Flag(help: "Every rule is a shadow rule, as for splitmilter --dry-run: nothing is sent or refused.")
         var dryRun = false
 
+        @Option(help: DatabaseOption.help)
+        var database: String?
+
         func validate() throws {
             guard !recipients.isEmpty else { throw ValidationError("give at least one --rcpt") }
             if let client, IPAddress(client) == nil {
@@ -80,9 +83,11 @@ extension MilterTest {
 
         func run() throws {
             var standardError = StandardError()
-            let loaded = RuleParser.parse(file: rules, source: DiskRuleSource(), dryRun: dryRun)
+            // As the daemon builds its rules (RuleBuilder): the same inputs, then every rule shadow.
+            let loaded = RuleLoader.load(rules, inputs: try DatabaseOption.inputs(database)).result
             for diagnostic in loaded.diagnostics { print(diagnostic, to: &standardError) }
-            guard let ruleSet = loaded.ruleSet else { throw ExitCode.failure }
+            guard let parsed = loaded.ruleSet else { throw ExitCode.failure }
+            let ruleSet = dryRun ? parsed.everyRuleShadow() : parsed
             let local = ClientContext.localSubmission
             let context =
                 localSubmission

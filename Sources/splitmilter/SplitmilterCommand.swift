@@ -5,6 +5,7 @@ import Glibc
 import Logging
 import MilterProtocol
 import SplitDaemon
+import SplitDatabase
 import SplitMetrics
 import SplitSystem
 
@@ -146,12 +147,8 @@ struct SplitmilterCommand: ParsableCommand {
     func run() throws {
         if check {
             var standardError = StandardError()
-            var inputs = RuleInputs()
-            if let database {
-                guard let rows = Daemon.rowsForCheck(database, logger: Logger(label: "splitmilter")) else {
-                    throw ExitCode.failure
-                }
-                inputs.database = rows
+            guard let inputs = RuleInputs.checking(database: database, logger: Logger(label: "splitmilter")) else {
+                throw ExitCode.failure
             }
             let loaded = RuleLoader.load(rules, inputs: inputs).result
             for diagnostic in loaded.diagnostics { print(diagnostic, to: &standardError) }

@@ -36,6 +36,25 @@ func makeTemporaryFolder(_ prefix: String) -> String? {
     }
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on (bound by the kernel's choice, then closed): a
+/// connection there is refused, as it is to a database server that is stopped.
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    try #require(fd >= 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+        }
+    }
+    try #require(bound)
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
 struct ClusterFailure: Error, CustomStringConvertible {
     let description: String
 }
@@ -163,12 +182,32 @@ final class PrivateCluster: Sendable {
     }
 
     /// A connection as splitmilter_admin, who owns the tables (the unix socket; trusted there).
-    func admin() async throws -> Connection {
+    func admin(database: String = "mail") async throws -> Connection {
+        try await socketConnection(user: "splitmilter_admin", database: database)
+    }
+
+    /// A connection over the unix socket, where the superuser and splitmilter_admin are trusted.
+    private func socketConnection(user: String, database: String) async throws -> Connection {
         let parameters = [
-            ("host", directory + "/run"), ("port", String(port)), ("dbname", "mail"),
-            ("user", "splitmilter_admin"), ("connect_timeout", "5"),
+            ("host", directory + "/run"), ("port", String(port)), ("dbname", database), ("user", user),
+            ("connect_timeout", "5"),
         ]
         return try await offThePool { Connection(try PostgresLink(parameters: parameters)) }
+    }
+
+    /// A new database `name` of the cluster, owned by splitmilter_admin, with the schema
+    /// (docs/postgresql/schema.sql) and the reader's grants, as pgcluster.sh makes `mail`: for a
+    /// suite whose rows the others must not see or truncate. Its admin's connection.
+    func makeDatabase(_ name: String) async throws -> Connection {
+        let superuser = try await socketConnection(user: "postgres", database: "postgres")
+        try await superuser.query("CREATE DATABASE \(name) OWNER splitmilter_admin")
+        let admin = try await admin(database: name)
+        try await admin.query(
+            try String(contentsOfFile: PrivateCluster.repository + "/docs/postgresql/schema.sql", encoding: .utf8))
+        try await admin.query(
+            "GRANT USAGE ON SCHEMA splitmilter TO splitmilter_reader;"
+                + " GRANT SELECT ON ALL TABLES IN SCHEMA splitmilter TO splitmilter_reader")
+        return admin
     }
 }
 
