@@ -34,8 +34,12 @@ public struct DatabaseLink: Sendable {
     }
 
     /// Connects and reads every row, in one consistent snapshot (for start-up).
-    public func readAll() throws(DatabaseError) -> DatabaseRows {
-        try DatabaseFollower.readAll(connect())
+    public func readAll() throws(DatabaseError) -> DatabaseRows { try readAllReporting().rows }
+
+    /// `readAll`, and how the connection travelled (`PostgresLink.transport`) for the log line.
+    public func readAllReporting() throws(DatabaseError) -> (rows: DatabaseRows, transport: String) {
+        let connection = try connect()
+        return (try DatabaseFollower.readAll(connection), connection.transport)
     }
 }
 
@@ -82,7 +86,7 @@ public final class DatabaseFollower: Sendable {
                 if let since = downSince {
                     let seconds = Int(UnixTime.now() - since)
                     logger.notice(
-                        "database \(link.settings.description) reachable again after \(seconds) s; catching up from change \(rows.changeID) (rules in force: change \(inForce))"
+                        "database \(link.settings.description) reachable again after \(seconds) s, \(connection.transport); catching up from change \(rows.changeID) (rules in force: change \(inForce))"
                     )
                 }
                 downSince = nil

@@ -58,10 +58,10 @@ public struct DatabaseOpening: Sendable {
         let link = DatabaseLink(settings: settings, password: password)
         let started = UnixTime.now()
         do {
-            let rows = try link.readAll()
+            let (rows, transport) = try link.readAllReporting()
             let milliseconds = Int((UnixTime.now() - started) * 1000)
             logger.info(
-                "database \(settings.description): \(rows.memberCount) list rows and \(rows.ruleCount) rule rows up to change \(rows.changeID), read in \(milliseconds) ms"
+                "database \(settings.description): \(rows.memberCount) list rows and \(rows.ruleCount) rule rows up to change \(rows.changeID), read in \(milliseconds) ms \(transport)"
             )
             return DatabaseOpening(link: link, rows: rows, cacheSaved: nil)
         } catch {

@@ -55,8 +55,13 @@ final class PostgresLink {
 
     deinit { PQfinish(connection) }
 
-    /// Whether the connection is encrypted (for the log line).
-    var usesTLS: Bool { PQsslInUse(connection) == 1 }
+    /// How the connection travels, for the log lines: `over TLSv1.3` or `without TLS` (under
+    /// `sslmode=prefer`, the default for this machine, either may happen).
+    var transport: String {
+        guard PQsslInUse(connection) == 1 else { return "without TLS" }
+        guard let version = PQsslAttribute(connection, "protocol") else { return "over TLS" }
+        return "over \(String(cString: version))"
+    }
 
     /// Runs `sql` (no parameters: only the follower's own statements) and returns the rows as text
     /// (nil for NULL).
