@@ -158,7 +158,8 @@ public struct MessagePlan: Sendable {
         var present = FewStrings(expected: decisions.count * 2)
         for decision in decisions where planned(decision) {
             if rewrite(decision) != nil {
-                if deleted.insert(decision.recipient) { edits.append(.deleteRecipient(decision.recipient)) }
+                let recipient = decision.recipient
+                if deleted.insert(recipient) { edits.append(.deleteRecipient(recipient)) }
             } else {
                 _ = present.insert(decision.identity)
             }

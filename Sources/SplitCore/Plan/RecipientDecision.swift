@@ -69,7 +69,21 @@ public enum Selection: Sendable, Hashable {
 /// message, and a reference is one retain where the value was eleven fields to copy.
 public final class RecipientDecision: Sendable, Hashable {
     /// `xxfi_envrcpt` argv[0] exactly as Postfix sent it: `smfi_delrcpt` must match it byte for byte.
-    public let recipient: String
+    public var recipient: String {
+        if let spelledRecipient { return spelledRecipient }
+        var inner = address?.description ?? ""
+        return inner.withUTF8 { inner in
+            String(unsafeUninitializedCapacity: inner.count + 2) { out in
+                out[0] = UInt8(ascii: "<")
+                let end = out[1...].initialize(fromContentsOf: inner)
+                out[end] = UInt8(ascii: ">")
+                return end + 1
+            }
+        }
+    }
+    /// argv[0] as a string, kept only when it is not `<` + `address` + `>`: nearly every one is, and
+    /// its string is then made only when asked for (a delete, a log line), not for every recipient.
+    private let spelledRecipient: String?
     public let parameters: RecipientParameters
     /// nil when the argument could not be parsed.
     public let address: EnvelopeAddress?
@@ -101,14 +115,15 @@ public final class RecipientDecision: Sendable, Hashable {
     /// Some shadow rule decided something for this recipient: a target, a problem or a refusal.
     public let involvesShadow: Bool
 
+    /// `recipient` is nil when argv[0] is `<` + `address` + `>` (see `spelledRecipient`).
     init(
-        recipient: String, parameters: RecipientParameters, address: EnvelopeAddress?,
+        recipient: String?, parameters: RecipientParameters, address: EnvelopeAddress?,
         section: SourceLocation?,
         selection: Selection, copies: [PlannedTarget], rewrite: PlannedTarget?, supersededRewrite: PlannedTarget?,
         problems: [String], shadowProblems: [String], verdict: Verdict, shadowRefusal: Verdict?,
         guardNote: String?, guardWaived: Bool, involvesShadow: Bool
     ) {
-        self.recipient = recipient
+        spelledRecipient = recipient
         self.parameters = parameters
         self.address = address
         self.section = section
@@ -177,16 +192,42 @@ extension RuleSet {
         recipient: String, parameters: [String] = [], client: ClientContext = .unknown,
         providers: ProviderNetworks = .empty, resolved: () -> String? = { nil }
     ) -> RecipientDecision {
+        var bytes = recipient
+        return bytes.withUTF8 {
+            decide(
+                recipient: $0, spelled: recipient, parameters: parameters, client: client, providers: providers,
+                resolved: resolved)
+        }
+    }
+
+    /// The same for argv[0] as libmilter hands it over, its bytes: a string of them is made only when
+    /// it is not `<` + the address + `>` (`RecipientDecision.recipient`), or cannot be parsed.
+    public func decide(
+        recipient bytes: UnsafeBufferPointer<UInt8>, parameters: [String], client: ClientContext,
+        providers: ProviderNetworks, resolved: () -> String?
+    ) -> RecipientDecision {
+        decide(
+            recipient: bytes, spelled: nil, parameters: parameters, client: client, providers: providers,
+            resolved: resolved)
+    }
+
+    /// `spelled` is `bytes` as a string, when the caller has one.
+    func decide(
+        recipient bytes: UnsafeBufferPointer<UInt8>, spelled: String?, parameters: [String], client: ClientContext,
+        providers: ProviderNetworks, resolved: () -> String?
+    ) -> RecipientDecision {
         let dsn = parameters.isEmpty ? RecipientParameters() : RecipientParameters.parse(parameters)
+        // Made at most once, and only when needed.
+        lazy var recipient = spelled ?? String(decoding: bytes, as: UTF8.self)
         func outcome(
-            _ address: EnvelopeAddress?, _ section: SourceLocation? = nil,
+            _ address: EnvelopeAddress?, bracketed: Bool = false, _ section: SourceLocation? = nil,
             _ selection: Selection = .noSection, targets: Targets = Targets(),
             guarded: GuardCheck.Outcome = .accepted
         ) -> RecipientDecision {
             let refused = guarded.verdict != .accept
             return RecipientDecision(
-                recipient: recipient, parameters: dsn, address: address, section: section,
-                selection: selection,
+                recipient: bracketed ? nil : recipient, parameters: dsn,
+                address: address, section: section, selection: selection,
                 copies: refused ? [] : targets.copies, rewrite: refused ? nil : targets.rewrite,
                 supersededRewrite: refused ? nil : targets.supersededRewrite,
                 problems: targets.problems, shadowProblems: refused ? [] : targets.shadowProblems,
@@ -197,9 +238,10 @@ extension RuleSet {
         }
 
         let address: EnvelopeAddress
-        switch EnvelopeAddressParser.parse(recipient) {
+        let bracketed: Bool
+        switch EnvelopeAddressParser.parse(bytes: bytes) {
         case .success(let parsed):
-            address = parsed
+            (address, bracketed) = parsed
         case .failure(let problem):
             // Only a recipient of a domain we have rules for deserves a word about why it got none,
             // and its domain's guards decide it: an unusable spelling must not escape them.
@@ -211,7 +253,7 @@ extension RuleSet {
             return outcome(nil, rules.location, .unusable, targets: Targets(problems: ["\(problem)"]), guarded: guarded)
         }
         guard !address.domain.isEmpty, let rules = section(for: address.domain) else {
-            return outcome(address)
+            return outcome(address, bracketed: bracketed)
         }
 
         let parts = RecipientParts(address: address, delimiters: rules.delimiters)
@@ -246,7 +288,7 @@ extension RuleSet {
             targets.supersededRewrite = targets.render(rule, .superseded, parts, recipient: address.identity)
         }
         guard rules.guards.isActive || userRule?.allowClients != nil else {
-            return outcome(address, rules.location, selection, targets: targets)
+            return outcome(address, bracketed: bracketed, rules.location, selection, targets: targets)
         }
         let guarded = GuardCheck(
             rules: rules, trust: trust, recipient: recipient, keys: keys, userRule: userRule,
@@ -254,7 +296,7 @@ extension RuleSet {
             sentRewrite: targets.sentRewrite.map { RecipientParts(address: $0.address, delimiters: rules.delimiters) },
             client: client, providers: providers
         ).verdict()
-        return outcome(address, rules.location, selection, targets: targets, guarded: guarded)
+        return outcome(address, bracketed: bracketed, rules.location, selection, targets: targets, guarded: guarded)
     }
 
     /// The live domain-wide rule that the recipient's shadow user rule (`user`'s reference) takes the

@@ -98,8 +98,11 @@ public final class FilterSession {
             address: client.address, port: client.port, hostName: client.hostName, authenticatedAs: authenticatedAs)
     }
 
-    /// RCPT: decides the recipient and records the decision. `raw` is argv[0] as Postfix sent it.
-    public func recipient(_ raw: String, parameters: [String], actions: some MilterActions) throws -> StepAnswer {
+    /// RCPT: decides the recipient and records the decision. `raw` is argv[0] as Postfix sent it, its
+    /// bytes: the decision makes a string of them only when it must (`RecipientDecision.recipient`).
+    public func recipient(
+        _ raw: UnsafeBufferPointer<UInt8>, parameters: [String], actions: some MilterActions
+    ) throws -> StepAnswer {
         counters.countRecipient()
         let decision = rules.decide(
             recipient: raw, parameters: parameters, client: client, providers: providers,
@@ -107,11 +110,11 @@ public final class FilterSession {
         switch decision.verdict {
         case .accept:
             if decision.guardWaived, let note = decision.guardNote {
-                log.log(.info, "\(Self.queueID(actions)): rcpt=\(raw) \(note)")
+                log.log(.info, "\(Self.queueID(actions)): rcpt=\(decision.recipient) \(note)")
             }
-            if let refusal = decision.shadowRefusal { shadowRefused(raw, refusal, decision.section, actions: actions) }
+            if let refusal = decision.shadowRefusal { shadowRefused(decision, refusal, actions: actions) }
         case .reject(let reply, let because, let refusedBy), .tempfail(let reply, let because, let refusedBy):
-            log.log(.info, "\(Self.queueID(actions)): reject: rcpt=\(raw) \(reply) (\(because))")
+            log.log(.info, "\(Self.queueID(actions)): reject: rcpt=\(decision.recipient) \(reply) (\(because))")
             try actions.setReply(code: reply.code, enhanced: reply.enhanced, text: reply.text)
             counters.count(refusedBy.outcome, section: decision.section, shadow: false)
             return reply.code.hasPrefix("5") ? .reject : .tempfail
@@ -125,12 +128,12 @@ public final class FilterSession {
     }
 
     /// A shadow guard would have refused the recipient: logged and counted, not answered.
-    func shadowRefused(_ raw: String, _ refusal: Verdict, _ section: SourceLocation?, actions: some MilterActions) {
+    func shadowRefused(_ decision: RecipientDecision, _ refusal: Verdict, actions: some MilterActions) {
         switch refusal {
         case .accept: break
         case .reject(let reply, let because, let refusedBy), .tempfail(let reply, let because, let refusedBy):
-            log.log(.info, "\(Self.queueID(actions)): shadow reject: rcpt=\(raw) \(reply) (\(because))")
-            counters.count(refusedBy.outcome, section: section, shadow: true)
+            log.log(.info, "\(Self.queueID(actions)): shadow reject: rcpt=\(decision.recipient) \(reply) (\(because))")
+            counters.count(refusedBy.outcome, section: decision.section, shadow: true)
         }
     }
 

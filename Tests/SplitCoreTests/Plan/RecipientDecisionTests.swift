@@ -56,6 +56,24 @@ import Testing
         #expect(reference.location.line == 3)
     }
 
+    /// argv[0] comes back byte for byte, whether the decision keeps it (any spelling but
+    /// `<address>`) or makes it from the address when asked; from its bytes as from a string.
+    @Test func recipientIsArgvZeroAsSent() {
+        for raw in [
+            "<alice@example.org>", "<Alice@EXAMPLE.ORG>", "<alice@example.org.>", "alice@example.org",
+            " <alice@example.org> ", "<alice@example.com>", "<postmaster>", "<>", "<alice@@example.org>",
+            "<\"a b\"@example.org>", "<caf\u{E9}@example.org>",
+        ] {
+            #expect(set.decide(recipient: raw).recipient == raw)
+            var bytes = raw
+            let decision = bytes.withUTF8 {
+                set.decide(recipient: $0, parameters: [], client: .unknown, providers: .empty, resolved: { nil })
+            }
+            #expect(decision.recipient == raw)
+            #expect(decision == set.decide(recipient: raw))
+        }
+    }
+
     @Test func userRulesOverrideTheDomain() {
         #expect(copies("<allie@example.org>") == ["alice@gapps.example.org"])
         let frank = set.decide(recipient: "<frank@example.org>")

@@ -65,6 +65,14 @@ final class FakeCounters: SessionCounters, @unchecked Sendable {
     }
 }
 
+extension FilterSession {
+    /// RCPT with argv[0] given as a string.
+    func recipient(_ raw: String, parameters: [String], actions: some MilterActions) throws -> StepAnswer {
+        var raw = raw
+        return try raw.withUTF8 { try recipient($0, parameters: parameters, actions: actions) }
+    }
+}
+
 @Suite struct FilterSessionTests {
     let set: RuleSet
     let marker = CopyMarker(instance: "mx1.test")
