@@ -89,6 +89,9 @@ public final class RecipientDecision: Sendable, Hashable {
     public let address: EnvelopeAddress?
     /// The `domain` section that matched, if any.
     public let section: SourceLocation?
+    /// That section's position in the rule set's `domains`, which the counters count it by
+    /// (`SessionCounters`). Not compared: it follows from `section` in one rule set.
+    public let sectionPosition: Int?
     public let selection: Selection
     /// Every copy target: live, shadow and superseded ones (see `PlannedTarget.standing`).
     public let copies: [PlannedTarget]
@@ -118,7 +121,7 @@ public final class RecipientDecision: Sendable, Hashable {
     /// `recipient` is nil when argv[0] is `<` + `address` + `>` (see `spelledRecipient`).
     init(
         recipient: String?, parameters: RecipientParameters, address: EnvelopeAddress?,
-        section: SourceLocation?,
+        section: SourceLocation?, sectionPosition: Int?,
         selection: Selection, copies: [PlannedTarget], rewrite: PlannedTarget?, supersededRewrite: PlannedTarget?,
         problems: [String], shadowProblems: [String], verdict: Verdict, shadowRefusal: Verdict?,
         guardNote: String?, guardWaived: Bool, involvesShadow: Bool
@@ -127,6 +130,7 @@ public final class RecipientDecision: Sendable, Hashable {
         self.parameters = parameters
         self.address = address
         self.section = section
+        self.sectionPosition = sectionPosition
         self.selection = selection
         self.copies = copies
         self.rewrite = rewrite
@@ -220,14 +224,15 @@ extension RuleSet {
         // Made at most once, and only when needed.
         lazy var recipient = spelled ?? String(decoding: bytes, as: UTF8.self)
         func outcome(
-            _ address: EnvelopeAddress?, bracketed: Bool = false, _ section: SourceLocation? = nil,
+            _ address: EnvelopeAddress?, bracketed: Bool = false, _ position: Int? = nil,
             _ selection: Selection = .noSection, targets: Targets = Targets(),
             guarded: GuardCheck.Outcome = .accepted
         ) -> RecipientDecision {
             let refused = guarded.verdict != .accept
             return RecipientDecision(
                 recipient: bracketed ? nil : recipient, parameters: dsn,
-                address: address, section: section, selection: selection,
+                address: address, section: position.map { domains[$0].location }, sectionPosition: position,
+                selection: selection,
                 copies: refused ? [] : targets.copies, rewrite: refused ? nil : targets.rewrite,
                 supersededRewrite: refused ? nil : targets.supersededRewrite,
                 problems: targets.problems, shadowProblems: refused ? [] : targets.shadowProblems,
@@ -245,16 +250,18 @@ extension RuleSet {
         case .failure(let problem):
             // Only a recipient of a domain we have rules for deserves a word about why it got none,
             // and its domain's guards decide it: an unusable spelling must not escape them.
-            guard let rules = unusableSection(recipient, resolved: resolved) else { return outcome(nil) }
+            guard let position = unusableSection(recipient, resolved: resolved) else { return outcome(nil) }
+            let rules = domains[position]
             let guarded = GuardCheck(
                 rules: rules, trust: trust, recipient: recipient, keys: nil, userRule: nil, rewrite: nil,
                 sentRewrite: nil, client: client, providers: providers
             ).verdict()
-            return outcome(nil, rules.location, .unusable, targets: Targets(problems: ["\(problem)"]), guarded: guarded)
+            return outcome(nil, position, .unusable, targets: Targets(problems: ["\(problem)"]), guarded: guarded)
         }
-        guard !address.domain.isEmpty, let rules = section(for: address.domain) else {
+        guard !address.domain.isEmpty, let position = sectionPosition(for: address.domain) else {
             return outcome(address, bracketed: bracketed)
         }
+        let rules = domains[position]
 
         let parts = RecipientParts(address: address, delimiters: rules.delimiters)
         let keys = UserKeys(parts)
@@ -288,7 +295,7 @@ extension RuleSet {
             targets.supersededRewrite = targets.render(rule, .superseded, parts, recipient: address.identity)
         }
         guard rules.guards.isActive || userRule?.allowClients != nil else {
-            return outcome(address, bracketed: bracketed, rules.location, selection, targets: targets)
+            return outcome(address, bracketed: bracketed, position, selection, targets: targets)
         }
         let guarded = GuardCheck(
             rules: rules, trust: trust, recipient: recipient, keys: keys, userRule: userRule,
@@ -296,7 +303,7 @@ extension RuleSet {
             sentRewrite: targets.sentRewrite.map { RecipientParts(address: $0.address, delimiters: rules.delimiters) },
             client: client, providers: providers
         ).verdict()
-        return outcome(address, bracketed: bracketed, rules.location, selection, targets: targets, guarded: guarded)
+        return outcome(address, bracketed: bracketed, position, selection, targets: targets, guarded: guarded)
     }
 
     /// The live domain-wide rule that the recipient's shadow user rule (`user`'s reference) takes the
@@ -308,12 +315,14 @@ extension RuleSet {
 
     /// The section an unparsable recipient belongs to, as Postfix would route it: the domain of
     /// `{rcpt_addr}` (Postfix's own reading: `zed%example.org@this-host` is `zed@example.org` to it),
-    /// else the rough domain of the argument as the client wrote it.
-    func unusableSection(_ recipient: String, resolved: () -> String?) -> DomainRules? {
-        if let resolved = resolved(), let domain = Self.roughDomain(of: resolved), let rules = section(for: domain) {
-            return rules
+    /// else the rough domain of the argument as the client wrote it. Its position in `domains`.
+    func unusableSection(_ recipient: String, resolved: () -> String?) -> Int? {
+        if let resolved = resolved(), let domain = Self.roughDomain(of: resolved),
+            let position = sectionPosition(for: domain)
+        {
+            return position
         }
-        return Self.roughDomain(of: recipient).flatMap { section(for: $0) }
+        return Self.roughDomain(of: recipient).flatMap { sectionPosition(for: $0) }
     }
 
     /// The longest argument read for its rough domain: libmilter's whole frame. Postfix's own line

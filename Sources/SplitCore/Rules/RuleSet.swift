@@ -360,11 +360,11 @@ public struct RuleSet: Sendable {
     /// last copy frees every rule, and `isOnlyCopy` tells the daemon when that is its own (it
     /// frees a million rules on a thread of its own, not on a connection's).
     final class Tables: Sendable {
-        let exact: [String: DomainRules]
-        let subdomains: [String: DomainRules]
+        let exact: [String: Int]
+        let subdomains: [String: Int]
         let domains: [DomainRules]
 
-        init(exact: [String: DomainRules], subdomains: [String: DomainRules], domains: [DomainRules]) {
+        init(exact: [String: Int], subdomains: [String: Int], domains: [DomainRules]) {
             self.exact = exact
             self.subdomains = subdomains
             self.domains = domains
@@ -372,11 +372,12 @@ public struct RuleSet: Sendable {
     }
 
     private var tables: Tables
-    /// Sections by exact domain (lower-case).
-    var exact: [String: DomainRules] { tables.exact }
-    /// Sections by parent domain for `*.parent` names (lower-case, without `*.`).
-    var subdomains: [String: DomainRules] { tables.subdomains }
-    /// The distinct sections, in file order.
+    /// Sections by exact domain (lower-case), as their positions in `domains`.
+    var exact: [String: Int] { tables.exact }
+    /// Sections by parent domain for `*.parent` names (lower-case, without `*.`), as positions.
+    var subdomains: [String: Int] { tables.subdomains }
+    /// The distinct sections, in file order. A section's position here is what the session counts
+    /// it by (`SessionCounters`): the metrics' table of this rule set is made in the same order.
     public var domains: [DomainRules] { tables.domains }
     /// Every file read to build this set (rule files and list files), in reading order.
     public let files: [String]
@@ -412,15 +413,15 @@ public struct RuleSet: Sendable {
         if !zip(domains, domains.dropFirst()).allSatisfy({ !($1.location < $0.location) }) {
             domains.sort { $0.location < $1.location }
         }
-        var exact: [String: DomainRules] = [:]
-        var subdomains: [String: DomainRules] = [:]
+        var exact: [String: Int] = [:]
+        var subdomains: [String: Int] = [:]
         exact.reserveCapacity(domains.count)
-        for section in domains {
+        for (position, section) in domains.enumerated() {
             for name in section.names {
                 if name.hasPrefix("*.") {
-                    subdomains[String(name.dropFirst(2))] = section
+                    subdomains[String(name.dropFirst(2))] = position
                 } else {
-                    exact[name] = section
+                    exact[name] = position
                 }
             }
         }
@@ -504,12 +505,15 @@ public struct RuleSet: Sendable {
     }
 
     /// The section for `domain` (lower-case): an exact name first, then the nearest `*.parent`.
-    public func section(for domain: String) -> DomainRules? {
-        if let rules = exact[domain] { return rules }
+    public func section(for domain: String) -> DomainRules? { sectionPosition(for: domain).map { domains[$0] } }
+
+    /// The same section's position in `domains`.
+    func sectionPosition(for domain: String) -> Int? {
+        if let position = exact[domain] { return position }
         var rest = domain[...]
         while let dot = rest.firstIndex(of: ".") {
             rest = rest[rest.index(after: dot)...]
-            if let rules = subdomains[String(rest)] { return rules }
+            if let position = subdomains[String(rest)] { return position }
         }
         return nil
     }

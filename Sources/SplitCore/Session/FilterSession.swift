@@ -116,7 +116,7 @@ public final class FilterSession {
         case .reject(let reply, let because, let refusedBy), .tempfail(let reply, let because, let refusedBy):
             log.log(.info, "\(Self.queueID(actions)): reject: rcpt=\(decision.recipient) \(reply) (\(because))")
             try actions.setReply(code: reply.code, enhanced: reply.enhanced, text: reply.text)
-            counters.count(refusedBy.outcome, section: decision.section, shadow: false)
+            counters.count(refusedBy.outcome, section: decision.sectionPosition, shadow: false)
             return reply.code.hasPrefix("5") ? .reject : .tempfail
         }
         guard plan.record(decision) else {
@@ -133,7 +133,7 @@ public final class FilterSession {
         case .accept: break
         case .reject(let reply, let because, let refusedBy), .tempfail(let reply, let because, let refusedBy):
             log.log(.info, "\(Self.queueID(actions)): shadow reject: rcpt=\(decision.recipient) \(reply) (\(because))")
-            counters.count(refusedBy.outcome, section: decision.section, shadow: true)
+            counters.count(refusedBy.outcome, section: decision.sectionPosition, shadow: true)
         }
     }
 
@@ -216,15 +216,15 @@ public final class FilterSession {
         count(result.shadowAdditions, result.shadowSkipped, shadow: true)
         for decision in plan.decisions {
             for _ in decision.problems {
-                counters.count(.unsafe, section: decision.section, shadow: false)
+                counters.count(.unsafe, section: decision.sectionPosition, shadow: false)
             }
             for _ in decision.shadowProblems {
-                counters.count(.unsafe, section: decision.section, shadow: true)
+                counters.count(.unsafe, section: decision.sectionPosition, shadow: true)
             }
             if decision.problems.isEmpty, decision.sentRewrite == nil,
                 !decision.copies.contains(where: { !$0.isShadow })
             {
-                counters.count(.none, section: decision.section, shadow: false)
+                counters.count(.none, section: decision.sectionPosition, shadow: false)
             }
         }
     }
@@ -232,10 +232,10 @@ public final class FilterSession {
     func count(_ additions: [MessagePlan.Addition], _ skipped: [MessagePlan.Skip], shadow: Bool) {
         for addition in additions {
             counters.count(
-                addition.kind == .copy ? .copy : .rewrite, section: addition.decision.section, shadow: shadow)
+                addition.kind == .copy ? .copy : .rewrite, section: addition.decision.sectionPosition, shadow: shadow)
         }
         for skip in skipped {
-            counters.count(.duplicate, section: skip.decision.section, shadow: shadow)
+            counters.count(.duplicate, section: skip.decision.sectionPosition, shadow: shadow)
         }
     }
 
