@@ -51,6 +51,55 @@ public final class PlannedTarget: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// A recipient's copy targets: one held inline, more in an array. Nearly every recipient with
+/// copies has one, and its decision then owns no array (one allocation and one free fewer for each
+/// copied recipient of every message).
+public struct PlannedTargets: RandomAccessCollection, Sendable, Hashable, ExpressibleByArrayLiteral {
+    private enum Storage: Sendable, Hashable {
+        case none
+        case one(PlannedTarget)
+        case many([PlannedTarget])
+    }
+    /// Never `.many` with fewer than two: equal targets have equal storage.
+    private var storage = Storage.none
+
+    public init() {}
+
+    public init(arrayLiteral targets: PlannedTarget...) {
+        for target in targets { append(target) }
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int {
+        switch storage {
+        case .none: 0
+        case .one: 1
+        case .many(let targets): targets.count
+        }
+    }
+
+    public subscript(position: Int) -> PlannedTarget {
+        switch storage {
+        case .none: preconditionFailure("index out of range")
+        case .one(let target):
+            precondition(position == 0, "index out of range")
+            return target
+        case .many(let targets): return targets[position]
+        }
+    }
+
+    mutating func append(_ target: PlannedTarget) {
+        switch storage {
+        case .none: storage = .one(target)
+        case .one(let first): storage = .many([first, target])
+        case .many(var targets):
+            storage = .none
+            targets.append(target)
+            storage = .many(targets)
+        }
+    }
+}
+
 /// How a recipient was matched against its domain's section, for logs and `explain`.
 public enum Selection: Sendable, Hashable {
     /// No section names the recipient's domain (or it has none).
@@ -94,7 +143,7 @@ public final class RecipientDecision: Sendable, Hashable {
     public let sectionPosition: Int?
     public let selection: Selection
     /// Every copy target: live, shadow and superseded ones (see `PlannedTarget.standing`).
-    public let copies: [PlannedTarget]
+    public let copies: PlannedTargets
     /// The rewrite the rules decide, shadow rules included: `.shadow` when a shadow rule decided it.
     public let rewrite: PlannedTarget?
     /// The live rewrite that a shadow `rewrite` takes the place of: sent now (`.superseded`).
@@ -122,7 +171,7 @@ public final class RecipientDecision: Sendable, Hashable {
     init(
         recipient: String?, parameters: RecipientParameters, address: EnvelopeAddress?,
         section: SourceLocation?, sectionPosition: Int?,
-        selection: Selection, copies: [PlannedTarget], rewrite: PlannedTarget?, supersededRewrite: PlannedTarget?,
+        selection: Selection, copies: PlannedTargets, rewrite: PlannedTarget?, supersededRewrite: PlannedTarget?,
         problems: [String], shadowProblems: [String], verdict: Verdict, shadowRefusal: Verdict?,
         guardNote: String?, guardWaived: Bool, involvesShadow: Bool
     ) {
@@ -281,7 +330,6 @@ extension RuleSet {
         let domainRewrite = inScope ? rules.rewrite : nil
         var targets = Targets()
         if let rule = userRule?.copy ?? domainCopy {
-            targets.copies.reserveCapacity(rule.targets.count)
             targets.addCopies(rule, rule.reference.isShadow ? .shadow : .live, parts, recipient: address.identity)
         }
         if rules.hasShadow, let rule = superseded(userRule?.copy?.reference, domainCopy, \.reference) {
@@ -381,7 +429,7 @@ final class VerdictBox: Sendable {
 
 /// A recipient's copy and rewrite targets while they are rendered, and what kept any from it.
 struct Targets {
-    var copies: [PlannedTarget] = []
+    var copies = PlannedTargets()
     var rewrite: PlannedTarget?
     var supersededRewrite: PlannedTarget?
     var problems: [String] = []
