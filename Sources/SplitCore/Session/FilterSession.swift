@@ -23,7 +23,7 @@ public protocol MilterActions {
     func macro(_ name: String) -> String?
     /// The reply for a refusal; the text holds no CR/LF (the shell makes sure).
     func setReply(code: String, enhanced: String, text: String) throws
-    func addRecipient(_ address: String, parameters: String) throws
+    func addRecipient(_ address: String, parameters: AddedParameters) throws
     func deleteRecipient(_ recipient: String) throws
     func addHeader(name: String, value: String) throws
 }

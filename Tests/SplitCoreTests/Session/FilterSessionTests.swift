@@ -22,7 +22,7 @@ final class FakeMilter: MilterActions {
         replies.append("\(code) \(enhanced) \(text)")
     }
 
-    func addRecipient(_ address: String, parameters: String) throws {
+    func addRecipient(_ address: String, parameters: AddedParameters) throws {
         try edit("add-rcpt <\(address)> \(parameters)")
     }
 
