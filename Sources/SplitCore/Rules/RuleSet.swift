@@ -360,11 +360,11 @@ public struct RuleSet: Sendable {
     /// last copy frees every rule, and `isOnlyCopy` tells the daemon when that is its own (it
     /// frees a million rules on a thread of its own, not on a connection's).
     final class Tables: Sendable {
-        let exact: [String: Int]
-        let subdomains: [String: Int]
+        let exact: NameTable
+        let subdomains: NameTable
         let domains: [DomainRules]
 
-        init(exact: [String: Int], subdomains: [String: Int], domains: [DomainRules]) {
+        init(exact: NameTable, subdomains: NameTable, domains: [DomainRules]) {
             self.exact = exact
             self.subdomains = subdomains
             self.domains = domains
@@ -373,9 +373,9 @@ public struct RuleSet: Sendable {
 
     private var tables: Tables
     /// Sections by exact domain (lower-case), as their positions in `domains`.
-    var exact: [String: Int] { tables.exact }
+    var exact: NameTable { tables.exact }
     /// Sections by parent domain for `*.parent` names (lower-case, without `*.`), as positions.
-    var subdomains: [String: Int] { tables.subdomains }
+    var subdomains: NameTable { tables.subdomains }
     /// The distinct sections, in file order. A section's position here is what the session counts
     /// it by (`SessionCounters`): the metrics' table of this rule set is made in the same order.
     public var domains: [DomainRules] { tables.domains }
@@ -425,7 +425,7 @@ public struct RuleSet: Sendable {
                 }
             }
         }
-        tables = Tables(exact: exact, subdomains: subdomains, domains: domains)
+        tables = Tables(exact: NameTable(exact), subdomains: NameTable(subdomains), domains: domains)
         // One pass over every user rule (a million-line file has a million): flags, counts, lists.
         var makesCopies = false
         var rewrites = false
@@ -515,6 +515,31 @@ public struct RuleSet: Sendable {
             rest = rest[rest.index(after: dot)...]
             if let position = subdomains[String(rest)] { return position }
         }
+        return nil
+    }
+}
+
+/// Section positions by domain name: an array scanned while there are few names (a handful of short
+/// strings compare for less than one of them hashes, and most servers have a domain or two), a
+/// dictionary beyond.
+struct NameTable: Sendable {
+    static let scanLimit = 8
+    private let few: [(name: String, position: Int)]
+    private let many: [String: Int]
+
+    init(_ table: [String: Int]) {
+        if table.count <= Self.scanLimit {
+            few = table.map { ($0.key, $0.value) }
+            many = [:]
+        } else {
+            few = []
+            many = table
+        }
+    }
+
+    subscript(name: String) -> Int? {
+        guard many.isEmpty else { return many[name] }
+        for entry in few where entry.name == name { return entry.position }
         return nil
     }
 }
