@@ -314,8 +314,8 @@ extension RuleSet {
 
         let parts = RecipientParts(address: address, delimiters: rules.delimiters)
         let keys = UserKeys(parts)
-        let userRule = keys.firstMatch { rules.users[$0] }
-        let inScope = rules.scope.includes(keys)
+        let userRule = rules.userRule(keys)
+        let inScope = rules.includes(keys)
         let selection: Selection
         if let reference = userRule?.copy?.reference ?? userRule?.rewrite?.reference {
             selection = .user(reference)

@@ -132,12 +132,13 @@ public enum UserScope: Sendable, Hashable {
     case only(Set<String>)
     case except(Set<String>)
 
-    /// `keys` are the lookup keys of one recipient, most specific first (see `UserKeys`).
-    func includes(_ keys: UserKeys) -> Bool {
+    /// `keys` are the lookup keys of one recipient, most specific first (see `UserKeys`); `prints`
+    /// are the list's names' `NamePrints`.
+    func includes(_ keys: UserKeys, prints: NamePrints) -> Bool {
         switch self {
         case .everyone: true
-        case .only(let users): keys.contains(where: users.contains)
-        case .except(let users): !keys.contains(where: users.contains)
+        case .only(let users): keys.any(in: users, prints: prints)
+        case .except(let users): !keys.any(in: users, prints: prints)
         }
     }
 }
@@ -285,6 +286,12 @@ public struct DomainRules: Sendable, Hashable {
     /// asking which of its rules are live.
     public var hasShadow: Bool { storage.hasShadow }
 
+    /// The user rule of the first of `keys` that has one.
+    func userRule(_ keys: UserKeys) -> UserRule? { keys.first(in: storage.users, prints: storage.userPrints) }
+
+    /// Whether the domain-wide rules apply to the recipient of `keys` (its `only`/`except` line).
+    func includes(_ keys: UserKeys) -> Bool { storage.scope.includes(keys, prints: storage.scopePrints) }
+
     private let storage: Storage
 
     init(
@@ -308,6 +315,9 @@ public struct DomainRules: Sendable, Hashable {
         let users: [String: UserRule]
         let guards: DomainGuard
         let hasShadow: Bool
+        /// The `NamePrints` of `users`' names and of the `only`/`except` list's.
+        let userPrints: NamePrints
+        let scopePrints: NamePrints
 
         init(
             names: [String], location: SourceLocation, delimiters: String, scope: UserScope,
@@ -324,6 +334,11 @@ public struct DomainRules: Sendable, Hashable {
             self.users = users
             self.guards = guards
             self.hasShadow = hasShadow
+            userPrints = NamePrints(users.keys)
+            switch scope {
+            case .everyone: scopePrints = NamePrints([String]())
+            case .only(let names), .except(let names): scopePrints = NamePrints(names)
+            }
         }
     }
 
@@ -544,26 +559,63 @@ struct NameTable: Sendable {
     }
 }
 
+/// One bit of 64 for each name of a table, from its length and its first and last bytes: a name
+/// whose bit is not among them is not in the table, and is not hashed to find that out (most
+/// recipients are in none of their section's lists, and a list of a few names has a few bits).
+struct NamePrints: Sendable {
+    let bits: UInt64
+
+    init(_ names: some Sequence<String>) {
+        var bits: UInt64 = 0
+        for name in names {
+            bits |= Self.bit(name)
+            if bits == .max { break }
+        }
+        self.bits = bits
+    }
+
+    static func bit(_ name: String) -> UInt64 {
+        let bytes = name.utf8
+        guard let first = bytes.first, let last = bytes.last else { return 1 }
+        return 1 << ((UInt64(bytes.count) &* 7 &+ UInt64(first) &* 3 &+ UInt64(last)) & 63)
+    }
+
+    func mayHold(_ bit: UInt64) -> Bool { bits & bit != 0 }
+}
+
 /// The lookup keys of a recipient's local part, most specific first: the full local part, then the
 /// part before the extension. Lower-cased; at most two entries.
 struct UserKeys: Sequence {
     let full: String
     let base: String?
+    /// The keys' `NamePrints.bit`s.
+    let fullBit: UInt64
+    let baseBit: UInt64
 
     init(_ parts: RecipientParts) {
         full = parts.localPart.caseFolded
         let base = parts.base.caseFolded
         self.base = base == full ? nil : base
+        fullBit = NamePrints.bit(full)
+        baseBit = self.base.map(NamePrints.bit) ?? 0
+    }
+
+    /// Whether a key is in `names`, whose prints are `prints`.
+    func any(in names: Set<String>, prints: NamePrints) -> Bool {
+        (prints.mayHold(fullBit) && names.contains(full))
+            || (prints.mayHold(baseBit) && base.map(names.contains) ?? false)
+    }
+
+    /// The value of the first key in `table`, whose names' prints are `prints`.
+    func first<Value>(in table: [String: Value], prints: NamePrints) -> Value? {
+        if prints.mayHold(fullBit), let value = table[full] { return value }
+        guard prints.mayHold(baseBit), let base else { return nil }
+        return table[base]
     }
 
     /// Without an array: asked on every RCPT, at most twice.
     func contains(where predicate: (String) -> Bool) -> Bool {
         predicate(full) || (base.map(predicate) ?? false)
-    }
-
-    /// The first non-nil `transform` of the keys, most specific first.
-    func firstMatch<T>(_ transform: (String) -> T?) -> T? {
-        transform(full) ?? base.flatMap(transform)
     }
 
     func makeIterator() -> IndexingIterator<[String]> {

@@ -1,5 +1,5 @@
 /// Finding a recipient's section: exact names, then the nearest `*.parent`, with few names (scanned)
-/// as with many (hashed).
+/// as with many (hashed); and its user rule and `except` line, with or without the lists' prints.
 
 import Testing
 
@@ -24,6 +24,30 @@ import Testing
             #expect(set.section(for: "example") == nil)
             #expect(set.section(for: "d\(count).example") == nil)
             #expect(set.section(for: "") == nil)
+        }
+    }
+
+    /// A section's user rule and `except` list answer as a lookup of each key would, for lists of
+    /// a few names (a few print bits) and of many (every bit).
+    @Test func userListsAnswerAsTheirTables() throws {
+        for count in [2, 300] {
+            let names = (0..<count).map { "u\($0)" } + ["bob", "x", "bob+news"]
+            let set = try rules(
+                "domain example.org\n  copy %u@copy.example\n  except \(names.joined(separator: " "))\n"
+                    + names.map { "  user \($0) rewrite \($0)@new.example\n" }.joined())
+            let section = try #require(set.section(for: "example.org"))
+            let asked = names + ["u\(count)", "bobb", "y", "bob+other", "u1+x", "carol", "0", "Bob"]
+            for local in asked {
+                let address = EnvelopeAddress(localPart: local, domain: "example.org")
+                let keys = UserKeys(RecipientParts(address: address, delimiters: "+"))
+                let expected = section.users[keys.full] ?? keys.base.flatMap { section.users[$0] }
+                #expect(section.userRule(keys) == expected, "\(local)")
+                guard case .except(let excepted) = section.scope else {
+                    Issue.record("no except line")
+                    return
+                }
+                #expect(section.includes(keys) == !keys.contains(where: excepted.contains), "\(local)")
+            }
         }
     }
 }
