@@ -574,9 +574,14 @@ struct NamePrints: Sendable {
         self.bits = bits
     }
 
+    /// Read from the name's bytes in place (asked of every recipient's keys).
     static func bit(_ name: String) -> UInt64 {
-        let bytes = name.utf8
-        guard let first = bytes.first, let last = bytes.last else { return 1 }
+        name.utf8.withContiguousStorageIfAvailable(bit(bytes:)) ?? bit(bytes: Array(name.utf8))
+    }
+
+    static func bit(bytes: some Collection<UInt8>) -> UInt64 {
+        guard let first = bytes.first else { return 1 }
+        let last = bytes[bytes.index(bytes.startIndex, offsetBy: bytes.count - 1)]
         return 1 << ((UInt64(bytes.count) &* 7 &+ UInt64(first) &* 3 &+ UInt64(last)) & 63)
     }
 
