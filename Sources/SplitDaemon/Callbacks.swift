@@ -54,8 +54,10 @@ enum Callbacks {
             Callbacks.guarded(ctx, .rcpt) { ctx, session in
                 let filter = session.filter
                 guard let argv, let first = argv[0] else { return filter.recipientWithoutAddress(actions: ctx) }
+                let raw = UnsafeBufferPointer(
+                    start: UnsafeRawPointer(first).assumingMemoryBound(to: UInt8.self), count: strlen(first))
                 return try filter.recipient(
-                    String(cString: first), parameters: argv[1] == nil ? [] : Callbacks.parameters(argv), actions: ctx)
+                    raw, parameters: argv[1] == nil ? [] : Callbacks.parameters(argv), actions: ctx)
             }
         }
         // DATA is answered even though nothing is decided there: an unanswered step leaves Postfix's

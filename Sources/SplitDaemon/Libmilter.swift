@@ -7,7 +7,8 @@
 ///
 /// Strings reach C through `withCString`, never as an implicit `String` argument: the implicit
 /// conversion copies the string into a new array at every call (two per added recipient), where
-/// `withCString` hands over the string's own bytes.
+/// `withCString` hands over the string's own bytes. A copy's parameters are written into one
+/// temporary C string from their parts (`AddedParameters.withCString`).
 
 internal import CMilterShim
 import SplitCore
@@ -27,7 +28,7 @@ struct MilterContext: MilterActions {
     func setReply(code: String, enhanced: String, text: String) throws {
         try Libmilter.setReply(self, code: code, enhanced: enhanced, text: text)
     }
-    func addRecipient(_ address: String, parameters: String) throws {
+    func addRecipient(_ address: String, parameters: AddedParameters) throws {
         try Libmilter.addRecipient(self, address, parameters: parameters)
     }
     func deleteRecipient(_ recipient: String) throws { try Libmilter.deleteRecipient(self, recipient) }
@@ -39,10 +40,9 @@ enum Libmilter {
         guard rc == MI_SUCCESS else { throw LibmilterError(function: function, detail: detail()) }
     }
 
-    static func addRecipient(_ ctx: MilterContext, _ address: String, parameters: String) throws {
-        let rc = address.withCString { address in
-            parameters.withCString { cmilter_addrcpt_par(ctx.pointer, address, $0) }
-        }
+    static func addRecipient(_ ctx: MilterContext, _ address: String, parameters: AddedParameters) throws {
+        var rc: Int32 = 0
+        address.withCString { address in parameters.withCString { rc = cmilter_addrcpt_par(ctx.pointer, address, $0) } }
         try check(rc, "smfi_addrcpt_par", "<\(address)> \(parameters)")
     }
 

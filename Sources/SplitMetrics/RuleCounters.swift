@@ -2,11 +2,12 @@
 /// shares, and the section table of the rules the session started with.
 ///
 /// Invariants:
-/// - Called from libmilter's threads: only increments of counters made beforehand (atomics), an
-///   array index and, for a copy or a rewrite, one dictionary lookup in an immutable table. No lock,
-///   no allocation, no label string.
-/// - The section table is built when the rules are loaded (at start and at each reload), kept with
-///   that rule set in the daemon's snapshot, and never changed: a session sees one table.
+/// - Called from libmilter's threads: only increments of counters made beforehand (atomics) and
+///   array indexes (a section is found by its position in the rule set's `domains`). No lock, no lookup, no
+///   allocation, no label string.
+/// - The section table is built when the rules are loaded (at start and at each reload), one entry
+///   for each of the rule set's `domains` in their order, kept with that rule set in the daemon's
+///   snapshot, and never changed: a session sees one table, that of the rules it decides with.
 /// - `splitmilter_section_actions_total` has series for at most `SectionBook.limit` sections over
 ///   the process's life (the first ones in rule order); any other section counts under
 ///   `section="other",domain="other"`. A series made for earlier rules stays: counters never go
@@ -20,12 +21,13 @@ public final class RuleCounters: SessionCounters {
     let recipients: Counter
     /// Indexed by `outcomeIndex`.
     let outcomes: [Counter]
-    let sections: [SourceLocation: SectionSeries]
+    /// Indexed by the section's position in the rule set's `domains`; nil for one that counts as
+    /// `other`.
+    let sections: [SectionSeries?]
     let other: SectionSeries
 
     init(
-        messages: Counter, recipients: Counter, outcomes: [Counter], sections: [SourceLocation: SectionSeries],
-        other: SectionSeries
+        messages: Counter, recipients: Counter, outcomes: [Counter], sections: [SectionSeries?], other: SectionSeries
     ) {
         self.messages = messages
         self.recipients = recipients
@@ -38,14 +40,11 @@ public final class RuleCounters: SessionCounters {
 
     public func countMessage() { messages.increment() }
 
-    public func count(_ outcome: RecipientOutcome, section: SourceLocation?, shadow: Bool) {
+    public func count(_ outcome: RecipientOutcome, section: Int?, shadow: Bool) {
         outcomes[Self.outcomeIndex(outcome, shadow: shadow)].increment()
-        guard let section else { return }
-        switch outcome {
-        case .copy: (sections[section] ?? other).count(rewrite: false, shadow: shadow)
-        case .rewrite: (sections[section] ?? other).count(rewrite: true, shadow: shadow)
-        default: return
-        }
+        guard let section, outcome == .copy || outcome == .rewrite else { return }
+        let series = section >= 0 && section < sections.count ? sections[section] ?? other : other
+        series.count(rewrite: outcome == .rewrite, shadow: shadow)
     }
 
     static let modes = ["live", "shadow"]
@@ -106,21 +105,17 @@ struct SectionBook {
         other = SectionSeries(registry: registry, section: "other", domain: "other")
     }
 
-    /// The table for sections given in rule order, each as its location and first domain name:
-    /// the series already made for the same `FILE:LINE` and name, else a new one while fewer than
-    /// `limit` were ever made; the rest are left out and count as `other`.
-    mutating func table(for sections: [(location: SourceLocation, domain: String)]) -> [SourceLocation: SectionSeries] {
-        var table: [SourceLocation: SectionSeries] = [:]
-        for section in sections {
+    /// The table for sections given in rule order, each as its location and first domain name, in
+    /// the same order: the series already made for the same `FILE:LINE` and name, else a new one
+    /// while fewer than `limit` were ever made; the rest are nil and count as `other`.
+    mutating func table(for sections: [(location: SourceLocation, domain: String)]) -> [SectionSeries?] {
+        sections.map { section in
             let label = Label(section: section.location.fileAndLine, domain: section.domain)
-            if let series = made[label] {
-                table[section.location] = series
-            } else if made.count < Self.limit {
-                let series = SectionSeries(registry: registry, section: label.section, domain: label.domain)
-                made[label] = series
-                table[section.location] = series
-            }
+            if let series = made[label] { return series }
+            guard made.count < Self.limit else { return nil }
+            let series = SectionSeries(registry: registry, section: label.section, domain: label.domain)
+            made[label] = series
+            return series
         }
-        return table
     }
 }

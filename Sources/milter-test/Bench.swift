@@ -383,7 +383,7 @@ struct ExplainCheck: Sendable {
         switch edit {
         case .deleteRecipient(let recipient): .deleteRecipient(recipient)
         case .addRecipient(let address, let parameters):
-            .addRecipientWithArguments(address, arguments: parameters.isEmpty ? [] : [parameters])
+            .addRecipientWithArguments(address, arguments: [parameters.description])
         case .addHeader(let name, let value): .addHeader(name: name, value: value)
         }
     }

@@ -91,10 +91,15 @@ public enum EnvelopeAddressParser {
     /// an `@`, `%`, `!`, quote, control character or route into a copy target.
     public static func parse(_ raw: String) -> Result<EnvelopeAddress, AddressProblem> {
         var raw = raw
-        return raw.withUTF8 { parse(bytes: $0) }
+        return raw.withUTF8 { parse(bytes: $0).map(\.address) }
     }
 
-    static func parse(bytes: UnsafeBufferPointer<UInt8>) -> Result<EnvelopeAddress, AddressProblem> {
+    /// The same for the argument's bytes; `isBracketed` says that they are exactly `<` + the
+    /// address's `description` + `>` (as Postfix sends nearly every one), so that the caller need not
+    /// keep them as a second string.
+    static func parse(
+        bytes: UnsafeBufferPointer<UInt8>
+    ) -> Result<(address: EnvelopeAddress, isBracketed: Bool), AddressProblem> {
         if bytes.count > maximumAddressLength { return .failure(.tooLong(bytes.count)) }
         var body = bytes[...]
         body.trimBlanks()
@@ -136,7 +141,10 @@ public enum EnvelopeAddressParser {
             }
             let local = String(decoding: body, as: UTF8.self)
             return .success(
-                EnvelopeAddress(localPart: local, domain: "", description: local, hasCapitals: hasCapital(body)))
+                (
+                    EnvelopeAddress(localPart: local, domain: "", description: local, hasCapitals: hasCapital(body)),
+                    isBracketed(body, in: bytes)
+                ))
         }
         let local = body[body.startIndex..<at]
         var domain = body[(at + 1)...]
@@ -152,7 +160,9 @@ public enum EnvelopeAddressParser {
         // nearly every one is); otherwise it is written anew with the domain lower-cased.
         let whole: String
         let domainText: String
+        let bracketed: Bool
         if hasCapital(domain) {
+            bracketed = false
             domainText = String(unsafeUninitializedCapacity: domain.count) { buffer in
                 for (offset, byte) in domain.enumerated() { buffer[offset] = asciiLowercased(byte) }
                 return domain.count
@@ -166,12 +176,25 @@ public enum EnvelopeAddressParser {
             }
         } else {
             domainText = String(decoding: domain, as: UTF8.self)
-            whole = String(decoding: body[local.startIndex..<domain.endIndex], as: UTF8.self)
+            let spelled = body[local.startIndex..<domain.endIndex]
+            whole = String(decoding: spelled, as: UTF8.self)
+            bracketed = isBracketed(spelled, in: bytes)
         }
         return .success(
-            EnvelopeAddress(
-                localPart: String(decoding: local, as: UTF8.self), domain: domainText, description: whole,
-                hasCapitals: hasCapital(local)))
+            (
+                EnvelopeAddress(
+                    localPart: String(decoding: local, as: UTF8.self), domain: domainText, description: whole,
+                    hasCapitals: hasCapital(local)),
+                bracketed
+            ))
+    }
+
+    /// True when `inner`, a slice of `bytes`, is all of it but a `<` before and a `>` after.
+    static func isBracketed(
+        _ inner: Slice<UnsafeBufferPointer<UInt8>>, in bytes: UnsafeBufferPointer<UInt8>
+    ) -> Bool {
+        inner.startIndex == 1 && inner.endIndex == bytes.count - 1 && bytes[0] == UInt8(ascii: "<")
+            && bytes[bytes.count - 1] == UInt8(ascii: ">")
     }
 }
 

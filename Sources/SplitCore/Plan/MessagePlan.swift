@@ -18,7 +18,7 @@ public enum EnvelopeEdit: Sendable, Hashable, CustomStringConvertible {
     /// `smfi_delrcpt` with argv[0] exactly as received.
     case deleteRecipient(String)
     /// `smfi_addrcpt_par(address, parameters)`.
-    case addRecipient(String, parameters: String)
+    case addRecipient(String, parameters: AddedParameters)
     /// `smfi_addheader(name, value)`.
     case addHeader(name: String, value: String)
 
@@ -27,6 +27,46 @@ public enum EnvelopeEdit: Sendable, Hashable, CustomStringConvertible {
         case .deleteRecipient(let rcpt): "del-rcpt \(rcpt)"
         case .addRecipient(let rcpt, let parameters): "add-rcpt \(rcpt) \(parameters)"
         case .addHeader(let name, let value): "add-header \(name): \(value)"
+        }
+    }
+}
+
+/// The ESMTP parameters of an added recipient, as `smfi_addrcpt_par` takes them.
+public enum AddedParameters: Sendable, Hashable, CustomStringConvertible {
+    /// A copy's, `NOTIFY=NEVER ORCPT=rfc822;` and the recipient it was made for, xtext-encoded: kept
+    /// as that text alone (nearly always the recipient's own address string) and written out only
+    /// where it is sent (`withCString`), so a copy makes no string of its parameters.
+    case copy(originalRecipient: String)
+    /// Any other (a rewrite's), as its text.
+    case text(String)
+
+    static let copyPrefix: StaticString = "NOTIFY=NEVER ORCPT=rfc822;"
+
+    public var description: String {
+        switch self {
+        case .copy(let original): "\(Self.copyPrefix)" + original
+        case .text(let text): text
+        }
+    }
+
+    /// Calls `body` with the parameters as one NUL-terminated string, valid only during the call: a
+    /// copy's are written into memory of their own (on the stack when small).
+    public func withCString(_ body: (UnsafePointer<CChar>) -> Void) {
+        switch self {
+        case .text(let text): text.withCString(body)
+        case .copy(var original):
+            original.withUTF8 { original in
+                let prefix = Self.copyPrefix.utf8CodeUnitCount
+                withUnsafeTemporaryAllocation(byteCount: prefix + original.count + 1, alignment: 1) { buffer in
+                    let start = buffer.baseAddress.unsafelyUnwrapped
+                    start.copyMemory(from: Self.copyPrefix.utf8Start, byteCount: prefix)
+                    if let text = original.baseAddress {
+                        (start + prefix).copyMemory(from: text, byteCount: original.count)
+                    }
+                    start.storeBytes(of: 0, toByteOffset: prefix + original.count, as: UInt8.self)
+                    body(start.bindMemory(to: CChar.self, capacity: prefix + original.count + 1))
+                }
+            }
         }
     }
 }
@@ -158,7 +198,8 @@ public struct MessagePlan: Sendable {
         var present = FewStrings(expected: decisions.count * 2)
         for decision in decisions where planned(decision) {
             if rewrite(decision) != nil {
-                if deleted.insert(decision.recipient) { edits.append(.deleteRecipient(decision.recipient)) }
+                let recipient = decision.recipient
+                if deleted.insert(recipient) { edits.append(.deleteRecipient(recipient)) }
             } else {
                 _ = present.insert(decision.identity)
             }
@@ -226,16 +267,16 @@ public struct MessagePlan: Sendable {
         XText.encode(decision.address?.description ?? decision.recipient.trimmingAngleBrackets)
     }
 
-    func copyParameters(_ decision: RecipientDecision) -> String {
-        "NOTIFY=NEVER ORCPT=rfc822;" + Self.originalRecipientText(decision)
+    func copyParameters(_ decision: RecipientDecision) -> AddedParameters {
+        .copy(originalRecipient: Self.originalRecipientText(decision))
     }
 
     /// A rewrite keeps the client's NOTIFY (if it gave one) and its ORCPT, or names the original.
-    func rewriteParameters(_ decision: RecipientDecision) -> String {
+    func rewriteParameters(_ decision: RecipientDecision) -> AddedParameters {
         let original =
             "ORCPT=" + (decision.parameters.originalRecipient ?? Self.originalRecipient(decision))
-        guard let notify = decision.parameters.notify else { return original }
-        return "NOTIFY=" + notify + " " + original
+        guard let notify = decision.parameters.notify else { return .text(original) }
+        return .text("NOTIFY=" + notify + " " + original)
     }
 }
 

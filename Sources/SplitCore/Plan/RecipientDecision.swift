@@ -51,6 +51,55 @@ public final class PlannedTarget: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// A recipient's copy targets: one held inline, more in an array. Nearly every recipient with
+/// copies has one, and its decision then owns no array (one allocation and one free fewer for each
+/// copied recipient of every message).
+public struct PlannedTargets: RandomAccessCollection, Sendable, Hashable, ExpressibleByArrayLiteral {
+    private enum Storage: Sendable, Hashable {
+        case none
+        case one(PlannedTarget)
+        case many([PlannedTarget])
+    }
+    /// Never `.many` with fewer than two: equal targets have equal storage.
+    private var storage = Storage.none
+
+    public init() {}
+
+    public init(arrayLiteral targets: PlannedTarget...) {
+        for target in targets { append(target) }
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int {
+        switch storage {
+        case .none: 0
+        case .one: 1
+        case .many(let targets): targets.count
+        }
+    }
+
+    public subscript(position: Int) -> PlannedTarget {
+        switch storage {
+        case .none: preconditionFailure("index out of range")
+        case .one(let target):
+            precondition(position == 0, "index out of range")
+            return target
+        case .many(let targets): return targets[position]
+        }
+    }
+
+    mutating func append(_ target: PlannedTarget) {
+        switch storage {
+        case .none: storage = .one(target)
+        case .one(let first): storage = .many([first, target])
+        case .many(var targets):
+            storage = .none
+            targets.append(target)
+            storage = .many(targets)
+        }
+    }
+}
+
 /// How a recipient was matched against its domain's section, for logs and `explain`.
 public enum Selection: Sendable, Hashable {
     /// No section names the recipient's domain (or it has none).
@@ -69,15 +118,32 @@ public enum Selection: Sendable, Hashable {
 /// message, and a reference is one retain where the value was eleven fields to copy.
 public final class RecipientDecision: Sendable, Hashable {
     /// `xxfi_envrcpt` argv[0] exactly as Postfix sent it: `smfi_delrcpt` must match it byte for byte.
-    public let recipient: String
+    public var recipient: String {
+        if let spelledRecipient { return spelledRecipient }
+        var inner = address?.description ?? ""
+        return inner.withUTF8 { inner in
+            String(unsafeUninitializedCapacity: inner.count + 2) { out in
+                out[0] = UInt8(ascii: "<")
+                let end = out[1...].initialize(fromContentsOf: inner)
+                out[end] = UInt8(ascii: ">")
+                return end + 1
+            }
+        }
+    }
+    /// argv[0] as a string, kept only when it is not `<` + `address` + `>`: nearly every one is, and
+    /// its string is then made only when asked for (a delete, a log line), not for every recipient.
+    private let spelledRecipient: String?
     public let parameters: RecipientParameters
     /// nil when the argument could not be parsed.
     public let address: EnvelopeAddress?
     /// The `domain` section that matched, if any.
     public let section: SourceLocation?
+    /// That section's position in the rule set's `domains`, which the counters count it by
+    /// (`SessionCounters`). Not compared: it follows from `section` in one rule set.
+    public let sectionPosition: Int?
     public let selection: Selection
     /// Every copy target: live, shadow and superseded ones (see `PlannedTarget.standing`).
-    public let copies: [PlannedTarget]
+    public let copies: PlannedTargets
     /// The rewrite the rules decide, shadow rules included: `.shadow` when a shadow rule decided it.
     public let rewrite: PlannedTarget?
     /// The live rewrite that a shadow `rewrite` takes the place of: sent now (`.superseded`).
@@ -101,17 +167,19 @@ public final class RecipientDecision: Sendable, Hashable {
     /// Some shadow rule decided something for this recipient: a target, a problem or a refusal.
     public let involvesShadow: Bool
 
+    /// `recipient` is nil when argv[0] is `<` + `address` + `>` (see `spelledRecipient`).
     init(
-        recipient: String, parameters: RecipientParameters, address: EnvelopeAddress?,
-        section: SourceLocation?,
-        selection: Selection, copies: [PlannedTarget], rewrite: PlannedTarget?, supersededRewrite: PlannedTarget?,
+        recipient: String?, parameters: RecipientParameters, address: EnvelopeAddress?,
+        section: SourceLocation?, sectionPosition: Int?,
+        selection: Selection, copies: PlannedTargets, rewrite: PlannedTarget?, supersededRewrite: PlannedTarget?,
         problems: [String], shadowProblems: [String], verdict: Verdict, shadowRefusal: Verdict?,
         guardNote: String?, guardWaived: Bool, involvesShadow: Bool
     ) {
-        self.recipient = recipient
+        spelledRecipient = recipient
         self.parameters = parameters
         self.address = address
         self.section = section
+        self.sectionPosition = sectionPosition
         self.selection = selection
         self.copies = copies
         self.rewrite = rewrite
@@ -177,15 +245,42 @@ extension RuleSet {
         recipient: String, parameters: [String] = [], client: ClientContext = .unknown,
         providers: ProviderNetworks = .empty, resolved: () -> String? = { nil }
     ) -> RecipientDecision {
+        var bytes = recipient
+        return bytes.withUTF8 {
+            decide(
+                recipient: $0, spelled: recipient, parameters: parameters, client: client, providers: providers,
+                resolved: resolved)
+        }
+    }
+
+    /// The same for argv[0] as libmilter hands it over, its bytes: a string of them is made only when
+    /// it is not `<` + the address + `>` (`RecipientDecision.recipient`), or cannot be parsed.
+    public func decide(
+        recipient bytes: UnsafeBufferPointer<UInt8>, parameters: [String], client: ClientContext,
+        providers: ProviderNetworks, resolved: () -> String?
+    ) -> RecipientDecision {
+        decide(
+            recipient: bytes, spelled: nil, parameters: parameters, client: client, providers: providers,
+            resolved: resolved)
+    }
+
+    /// `spelled` is `bytes` as a string, when the caller has one.
+    func decide(
+        recipient bytes: UnsafeBufferPointer<UInt8>, spelled: String?, parameters: [String], client: ClientContext,
+        providers: ProviderNetworks, resolved: () -> String?
+    ) -> RecipientDecision {
         let dsn = parameters.isEmpty ? RecipientParameters() : RecipientParameters.parse(parameters)
+        // Made at most once, and only when needed.
+        lazy var recipient = spelled ?? String(decoding: bytes, as: UTF8.self)
         func outcome(
-            _ address: EnvelopeAddress?, _ section: SourceLocation? = nil,
+            _ address: EnvelopeAddress?, bracketed: Bool = false, _ position: Int? = nil,
             _ selection: Selection = .noSection, targets: Targets = Targets(),
             guarded: GuardCheck.Outcome = .accepted
         ) -> RecipientDecision {
             let refused = guarded.verdict != .accept
             return RecipientDecision(
-                recipient: recipient, parameters: dsn, address: address, section: section,
+                recipient: bracketed ? nil : recipient, parameters: dsn,
+                address: address, section: position.map { domains[$0].location }, sectionPosition: position,
                 selection: selection,
                 copies: refused ? [] : targets.copies, rewrite: refused ? nil : targets.rewrite,
                 supersededRewrite: refused ? nil : targets.supersededRewrite,
@@ -197,27 +292,30 @@ extension RuleSet {
         }
 
         let address: EnvelopeAddress
-        switch EnvelopeAddressParser.parse(recipient) {
+        let bracketed: Bool
+        switch EnvelopeAddressParser.parse(bytes: bytes) {
         case .success(let parsed):
-            address = parsed
+            (address, bracketed) = parsed
         case .failure(let problem):
             // Only a recipient of a domain we have rules for deserves a word about why it got none,
             // and its domain's guards decide it: an unusable spelling must not escape them.
-            guard let rules = unusableSection(recipient, resolved: resolved) else { return outcome(nil) }
+            guard let position = unusableSection(recipient, resolved: resolved) else { return outcome(nil) }
+            let rules = domains[position]
             let guarded = GuardCheck(
                 rules: rules, trust: trust, recipient: recipient, keys: nil, userRule: nil, rewrite: nil,
                 sentRewrite: nil, client: client, providers: providers
             ).verdict()
-            return outcome(nil, rules.location, .unusable, targets: Targets(problems: ["\(problem)"]), guarded: guarded)
+            return outcome(nil, position, .unusable, targets: Targets(problems: ["\(problem)"]), guarded: guarded)
         }
-        guard !address.domain.isEmpty, let rules = section(for: address.domain) else {
-            return outcome(address)
+        guard !address.domain.isEmpty, let position = sectionPosition(for: address.domain) else {
+            return outcome(address, bracketed: bracketed)
         }
+        let rules = domains[position]
 
         let parts = RecipientParts(address: address, delimiters: rules.delimiters)
         let keys = UserKeys(parts)
-        let userRule = keys.firstMatch { rules.users[$0] }
-        let inScope = rules.scope.includes(keys)
+        let userRule = rules.userRule(keys)
+        let inScope = rules.includes(keys)
         let selection: Selection
         if let reference = userRule?.copy?.reference ?? userRule?.rewrite?.reference {
             selection = .user(reference)
@@ -232,7 +330,6 @@ extension RuleSet {
         let domainRewrite = inScope ? rules.rewrite : nil
         var targets = Targets()
         if let rule = userRule?.copy ?? domainCopy {
-            targets.copies.reserveCapacity(rule.targets.count)
             targets.addCopies(rule, rule.reference.isShadow ? .shadow : .live, parts, recipient: address.identity)
         }
         if rules.hasShadow, let rule = superseded(userRule?.copy?.reference, domainCopy, \.reference) {
@@ -246,7 +343,7 @@ extension RuleSet {
             targets.supersededRewrite = targets.render(rule, .superseded, parts, recipient: address.identity)
         }
         guard rules.guards.isActive || userRule?.allowClients != nil else {
-            return outcome(address, rules.location, selection, targets: targets)
+            return outcome(address, bracketed: bracketed, position, selection, targets: targets)
         }
         let guarded = GuardCheck(
             rules: rules, trust: trust, recipient: recipient, keys: keys, userRule: userRule,
@@ -254,7 +351,7 @@ extension RuleSet {
             sentRewrite: targets.sentRewrite.map { RecipientParts(address: $0.address, delimiters: rules.delimiters) },
             client: client, providers: providers
         ).verdict()
-        return outcome(address, rules.location, selection, targets: targets, guarded: guarded)
+        return outcome(address, bracketed: bracketed, position, selection, targets: targets, guarded: guarded)
     }
 
     /// The live domain-wide rule that the recipient's shadow user rule (`user`'s reference) takes the
@@ -266,12 +363,14 @@ extension RuleSet {
 
     /// The section an unparsable recipient belongs to, as Postfix would route it: the domain of
     /// `{rcpt_addr}` (Postfix's own reading: `zed%example.org@this-host` is `zed@example.org` to it),
-    /// else the rough domain of the argument as the client wrote it.
-    func unusableSection(_ recipient: String, resolved: () -> String?) -> DomainRules? {
-        if let resolved = resolved(), let domain = Self.roughDomain(of: resolved), let rules = section(for: domain) {
-            return rules
+    /// else the rough domain of the argument as the client wrote it. Its position in `domains`.
+    func unusableSection(_ recipient: String, resolved: () -> String?) -> Int? {
+        if let resolved = resolved(), let domain = Self.roughDomain(of: resolved),
+            let position = sectionPosition(for: domain)
+        {
+            return position
         }
-        return Self.roughDomain(of: recipient).flatMap { section(for: $0) }
+        return Self.roughDomain(of: recipient).flatMap { sectionPosition(for: $0) }
     }
 
     /// The longest argument read for its rough domain: libmilter's whole frame. Postfix's own line
@@ -330,7 +429,7 @@ final class VerdictBox: Sendable {
 
 /// A recipient's copy and rewrite targets while they are rendered, and what kept any from it.
 struct Targets {
-    var copies: [PlannedTarget] = []
+    var copies = PlannedTargets()
     var rewrite: PlannedTarget?
     var supersededRewrite: PlannedTarget?
     var problems: [String] = []

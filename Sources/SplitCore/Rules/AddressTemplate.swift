@@ -27,12 +27,19 @@ public struct RecipientParts: Sendable, Hashable {
     public init(address: EnvelopeAddress, delimiters: String) {
         let local = address.localPart
         // Delimiters are ASCII (the rule parser checks): a byte scan finds exactly the characters.
+        // The local part's bytes are scanned in place (asked of every recipient); its index is made
+        // only when a delimiter is found.
         let delimiterBytes = delimiters.utf8
-        let cut =
-            delimiterBytes.count == 1
-            ? local.utf8.firstIndex(of: delimiterBytes[delimiterBytes.startIndex])
-            : local.utf8.firstIndex(where: { delimiterBytes.contains($0) })
-        if let cut, cut != local.startIndex {
+        func scan(_ bytes: some Collection<UInt8>) -> Int? {
+            let found =
+                delimiterBytes.count == 1
+                ? bytes.firstIndex(of: delimiterBytes[delimiterBytes.startIndex])
+                : bytes.firstIndex(where: { delimiterBytes.contains($0) })
+            return found.map { bytes.distance(from: bytes.startIndex, to: $0) }
+        }
+        let offset = local.utf8.withContiguousStorageIfAvailable(scan) ?? scan(local.utf8)
+        if let offset, offset > 0 {
+            let cut = local.utf8.index(local.utf8.startIndex, offsetBy: offset)
             self.init(
                 localPart: local,
                 base: String(local[..<cut]),

@@ -25,9 +25,9 @@ public struct SourceLocation: Sendable, Hashable, Comparable, CustomStringConver
         (a.file, a.line, a.column) < (b.file, b.line, b.column)
     }
 
-    /// The line, the column and the path's length, not its bytes: the metrics look a section up by
-    /// its location for every copy, and in one rule set no two sections share a line of a file.
-    /// Equal locations hash equally (equality still compares the paths, at once when they share
+    /// The line, the column and the path's length, not its bytes: in one rule set no two sections
+    /// share a line of a file, so tables of sections by location tell them apart without reading
+    /// paths. Equal locations hash equally (equality still compares the paths, at once when they share
     /// their storage, as the locations of one rule set do).
     public func hash(into hasher: inout Hasher) {
         hasher.combine(line)

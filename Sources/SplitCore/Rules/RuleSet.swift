@@ -132,12 +132,13 @@ public enum UserScope: Sendable, Hashable {
     case only(Set<String>)
     case except(Set<String>)
 
-    /// `keys` are the lookup keys of one recipient, most specific first (see `UserKeys`).
-    func includes(_ keys: UserKeys) -> Bool {
+    /// `keys` are the lookup keys of one recipient, most specific first (see `UserKeys`); `prints`
+    /// are the list's names' `NamePrints`.
+    func includes(_ keys: UserKeys, prints: NamePrints) -> Bool {
         switch self {
         case .everyone: true
-        case .only(let users): keys.contains(where: users.contains)
-        case .except(let users): !keys.contains(where: users.contains)
+        case .only(let users): keys.any(in: users, prints: prints)
+        case .except(let users): !keys.any(in: users, prints: prints)
         }
     }
 }
@@ -285,6 +286,12 @@ public struct DomainRules: Sendable, Hashable {
     /// asking which of its rules are live.
     public var hasShadow: Bool { storage.hasShadow }
 
+    /// The user rule of the first of `keys` that has one.
+    func userRule(_ keys: UserKeys) -> UserRule? { keys.first(in: storage.users, prints: storage.userPrints) }
+
+    /// Whether the domain-wide rules apply to the recipient of `keys` (its `only`/`except` line).
+    func includes(_ keys: UserKeys) -> Bool { storage.scope.includes(keys, prints: storage.scopePrints) }
+
     private let storage: Storage
 
     init(
@@ -308,6 +315,9 @@ public struct DomainRules: Sendable, Hashable {
         let users: [String: UserRule]
         let guards: DomainGuard
         let hasShadow: Bool
+        /// The `NamePrints` of `users`' names and of the `only`/`except` list's.
+        let userPrints: NamePrints
+        let scopePrints: NamePrints
 
         init(
             names: [String], location: SourceLocation, delimiters: String, scope: UserScope,
@@ -324,6 +334,11 @@ public struct DomainRules: Sendable, Hashable {
             self.users = users
             self.guards = guards
             self.hasShadow = hasShadow
+            userPrints = NamePrints(users.keys)
+            switch scope {
+            case .everyone: scopePrints = NamePrints([String]())
+            case .only(let names), .except(let names): scopePrints = NamePrints(names)
+            }
         }
     }
 
@@ -360,11 +375,11 @@ public struct RuleSet: Sendable {
     /// last copy frees every rule, and `isOnlyCopy` tells the daemon when that is its own (it
     /// frees a million rules on a thread of its own, not on a connection's).
     final class Tables: Sendable {
-        let exact: [String: DomainRules]
-        let subdomains: [String: DomainRules]
+        let exact: NameTable
+        let subdomains: NameTable
         let domains: [DomainRules]
 
-        init(exact: [String: DomainRules], subdomains: [String: DomainRules], domains: [DomainRules]) {
+        init(exact: NameTable, subdomains: NameTable, domains: [DomainRules]) {
             self.exact = exact
             self.subdomains = subdomains
             self.domains = domains
@@ -372,11 +387,12 @@ public struct RuleSet: Sendable {
     }
 
     private var tables: Tables
-    /// Sections by exact domain (lower-case).
-    var exact: [String: DomainRules] { tables.exact }
-    /// Sections by parent domain for `*.parent` names (lower-case, without `*.`).
-    var subdomains: [String: DomainRules] { tables.subdomains }
-    /// The distinct sections, in file order.
+    /// Sections by exact domain (lower-case), as their positions in `domains`.
+    var exact: NameTable { tables.exact }
+    /// Sections by parent domain for `*.parent` names (lower-case, without `*.`), as positions.
+    var subdomains: NameTable { tables.subdomains }
+    /// The distinct sections, in file order. A section's position here is what the session counts
+    /// it by (`SessionCounters`): the metrics' table of this rule set is made in the same order.
     public var domains: [DomainRules] { tables.domains }
     /// Every file read to build this set (rule files and list files), in reading order.
     public let files: [String]
@@ -412,19 +428,19 @@ public struct RuleSet: Sendable {
         if !zip(domains, domains.dropFirst()).allSatisfy({ !($1.location < $0.location) }) {
             domains.sort { $0.location < $1.location }
         }
-        var exact: [String: DomainRules] = [:]
-        var subdomains: [String: DomainRules] = [:]
+        var exact: [String: Int] = [:]
+        var subdomains: [String: Int] = [:]
         exact.reserveCapacity(domains.count)
-        for section in domains {
+        for (position, section) in domains.enumerated() {
             for name in section.names {
                 if name.hasPrefix("*.") {
-                    subdomains[String(name.dropFirst(2))] = section
+                    subdomains[String(name.dropFirst(2))] = position
                 } else {
-                    exact[name] = section
+                    exact[name] = position
                 }
             }
         }
-        tables = Tables(exact: exact, subdomains: subdomains, domains: domains)
+        tables = Tables(exact: NameTable(exact), subdomains: NameTable(subdomains), domains: domains)
         // One pass over every user rule (a million-line file has a million): flags, counts, lists.
         var makesCopies = false
         var rewrites = false
@@ -504,15 +520,72 @@ public struct RuleSet: Sendable {
     }
 
     /// The section for `domain` (lower-case): an exact name first, then the nearest `*.parent`.
-    public func section(for domain: String) -> DomainRules? {
-        if let rules = exact[domain] { return rules }
+    public func section(for domain: String) -> DomainRules? { sectionPosition(for: domain).map { domains[$0] } }
+
+    /// The same section's position in `domains`.
+    func sectionPosition(for domain: String) -> Int? {
+        if let position = exact[domain] { return position }
         var rest = domain[...]
         while let dot = rest.firstIndex(of: ".") {
             rest = rest[rest.index(after: dot)...]
-            if let rules = subdomains[String(rest)] { return rules }
+            if let position = subdomains[String(rest)] { return position }
         }
         return nil
     }
+}
+
+/// Section positions by domain name: an array scanned while there are few names (a handful of short
+/// strings compare for less than one of them hashes, and most servers have a domain or two), a
+/// dictionary beyond.
+struct NameTable: Sendable {
+    static let scanLimit = 8
+    private let few: [(name: String, position: Int)]
+    private let many: [String: Int]
+
+    init(_ table: [String: Int]) {
+        if table.count <= Self.scanLimit {
+            few = table.map { ($0.key, $0.value) }
+            many = [:]
+        } else {
+            few = []
+            many = table
+        }
+    }
+
+    subscript(name: String) -> Int? {
+        guard many.isEmpty else { return many[name] }
+        for entry in few where entry.name == name { return entry.position }
+        return nil
+    }
+}
+
+/// One bit of 64 for each name of a table, from its length and its first and last bytes: a name
+/// whose bit is not among them is not in the table, and is not hashed to find that out (most
+/// recipients are in none of their section's lists, and a list of a few names has a few bits).
+struct NamePrints: Sendable {
+    let bits: UInt64
+
+    init(_ names: some Sequence<String>) {
+        var bits: UInt64 = 0
+        for name in names {
+            bits |= Self.bit(name)
+            if bits == .max { break }
+        }
+        self.bits = bits
+    }
+
+    /// Read from the name's bytes in place (asked of every recipient's keys).
+    static func bit(_ name: String) -> UInt64 {
+        name.utf8.withContiguousStorageIfAvailable(bit(bytes:)) ?? bit(bytes: Array(name.utf8))
+    }
+
+    static func bit(bytes: some Collection<UInt8>) -> UInt64 {
+        guard let first = bytes.first else { return 1 }
+        let last = bytes[bytes.index(bytes.startIndex, offsetBy: bytes.count - 1)]
+        return 1 << ((UInt64(bytes.count) &* 7 &+ UInt64(first) &* 3 &+ UInt64(last)) & 63)
+    }
+
+    func mayHold(_ bit: UInt64) -> Bool { bits & bit != 0 }
 }
 
 /// The lookup keys of a recipient's local part, most specific first: the full local part, then the
@@ -520,21 +593,34 @@ public struct RuleSet: Sendable {
 struct UserKeys: Sequence {
     let full: String
     let base: String?
+    /// The keys' `NamePrints.bit`s.
+    let fullBit: UInt64
+    let baseBit: UInt64
 
     init(_ parts: RecipientParts) {
         full = parts.localPart.caseFolded
         let base = parts.base.caseFolded
         self.base = base == full ? nil : base
+        fullBit = NamePrints.bit(full)
+        baseBit = self.base.map(NamePrints.bit) ?? 0
+    }
+
+    /// Whether a key is in `names`, whose prints are `prints`.
+    func any(in names: Set<String>, prints: NamePrints) -> Bool {
+        (prints.mayHold(fullBit) && names.contains(full))
+            || (prints.mayHold(baseBit) && base.map(names.contains) ?? false)
+    }
+
+    /// The value of the first key in `table`, whose names' prints are `prints`.
+    func first<Value>(in table: [String: Value], prints: NamePrints) -> Value? {
+        if prints.mayHold(fullBit), let value = table[full] { return value }
+        guard prints.mayHold(baseBit), let base else { return nil }
+        return table[base]
     }
 
     /// Without an array: asked on every RCPT, at most twice.
     func contains(where predicate: (String) -> Bool) -> Bool {
         predicate(full) || (base.map(predicate) ?? false)
-    }
-
-    /// The first non-nil `transform` of the keys, most specific first.
-    func firstMatch<T>(_ transform: (String) -> T?) -> T? {
-        transform(full) ?? base.flatMap(transform)
     }
 
     func makeIterator() -> IndexingIterator<[String]> {

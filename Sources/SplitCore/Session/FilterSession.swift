@@ -23,7 +23,7 @@ public protocol MilterActions {
     func macro(_ name: String) -> String?
     /// The reply for a refusal; the text holds no CR/LF (the shell makes sure).
     func setReply(code: String, enhanced: String, text: String) throws
-    func addRecipient(_ address: String, parameters: String) throws
+    func addRecipient(_ address: String, parameters: AddedParameters) throws
     func deleteRecipient(_ recipient: String) throws
     func addHeader(name: String, value: String) throws
 }
@@ -98,8 +98,11 @@ public final class FilterSession {
             address: client.address, port: client.port, hostName: client.hostName, authenticatedAs: authenticatedAs)
     }
 
-    /// RCPT: decides the recipient and records the decision. `raw` is argv[0] as Postfix sent it.
-    public func recipient(_ raw: String, parameters: [String], actions: some MilterActions) throws -> StepAnswer {
+    /// RCPT: decides the recipient and records the decision. `raw` is argv[0] as Postfix sent it, its
+    /// bytes: the decision makes a string of them only when it must (`RecipientDecision.recipient`).
+    public func recipient(
+        _ raw: UnsafeBufferPointer<UInt8>, parameters: [String], actions: some MilterActions
+    ) throws -> StepAnswer {
         counters.countRecipient()
         let decision = rules.decide(
             recipient: raw, parameters: parameters, client: client, providers: providers,
@@ -107,13 +110,13 @@ public final class FilterSession {
         switch decision.verdict {
         case .accept:
             if decision.guardWaived, let note = decision.guardNote {
-                log.log(.info, "\(Self.queueID(actions)): rcpt=\(raw) \(note)")
+                log.log(.info, "\(Self.queueID(actions)): rcpt=\(decision.recipient) \(note)")
             }
-            if let refusal = decision.shadowRefusal { shadowRefused(raw, refusal, decision.section, actions: actions) }
+            if let refusal = decision.shadowRefusal { shadowRefused(decision, refusal, actions: actions) }
         case .reject(let reply, let because, let refusedBy), .tempfail(let reply, let because, let refusedBy):
-            log.log(.info, "\(Self.queueID(actions)): reject: rcpt=\(raw) \(reply) (\(because))")
+            log.log(.info, "\(Self.queueID(actions)): reject: rcpt=\(decision.recipient) \(reply) (\(because))")
             try actions.setReply(code: reply.code, enhanced: reply.enhanced, text: reply.text)
-            counters.count(refusedBy.outcome, section: decision.section, shadow: false)
+            counters.count(refusedBy.outcome, section: decision.sectionPosition, shadow: false)
             return reply.code.hasPrefix("5") ? .reject : .tempfail
         }
         guard plan.record(decision) else {
@@ -125,12 +128,12 @@ public final class FilterSession {
     }
 
     /// A shadow guard would have refused the recipient: logged and counted, not answered.
-    func shadowRefused(_ raw: String, _ refusal: Verdict, _ section: SourceLocation?, actions: some MilterActions) {
+    func shadowRefused(_ decision: RecipientDecision, _ refusal: Verdict, actions: some MilterActions) {
         switch refusal {
         case .accept: break
         case .reject(let reply, let because, let refusedBy), .tempfail(let reply, let because, let refusedBy):
-            log.log(.info, "\(Self.queueID(actions)): shadow reject: rcpt=\(raw) \(reply) (\(because))")
-            counters.count(refusedBy.outcome, section: section, shadow: true)
+            log.log(.info, "\(Self.queueID(actions)): shadow reject: rcpt=\(decision.recipient) \(reply) (\(because))")
+            counters.count(refusedBy.outcome, section: decision.sectionPosition, shadow: true)
         }
     }
 
@@ -213,15 +216,15 @@ public final class FilterSession {
         count(result.shadowAdditions, result.shadowSkipped, shadow: true)
         for decision in plan.decisions {
             for _ in decision.problems {
-                counters.count(.unsafe, section: decision.section, shadow: false)
+                counters.count(.unsafe, section: decision.sectionPosition, shadow: false)
             }
             for _ in decision.shadowProblems {
-                counters.count(.unsafe, section: decision.section, shadow: true)
+                counters.count(.unsafe, section: decision.sectionPosition, shadow: true)
             }
             if decision.problems.isEmpty, decision.sentRewrite == nil,
                 !decision.copies.contains(where: { !$0.isShadow })
             {
-                counters.count(.none, section: decision.section, shadow: false)
+                counters.count(.none, section: decision.sectionPosition, shadow: false)
             }
         }
     }
@@ -229,10 +232,10 @@ public final class FilterSession {
     func count(_ additions: [MessagePlan.Addition], _ skipped: [MessagePlan.Skip], shadow: Bool) {
         for addition in additions {
             counters.count(
-                addition.kind == .copy ? .copy : .rewrite, section: addition.decision.section, shadow: shadow)
+                addition.kind == .copy ? .copy : .rewrite, section: addition.decision.sectionPosition, shadow: shadow)
         }
         for skip in skipped {
-            counters.count(.duplicate, section: skip.decision.section, shadow: shadow)
+            counters.count(.duplicate, section: skip.decision.sectionPosition, shadow: shadow)
         }
     }
 

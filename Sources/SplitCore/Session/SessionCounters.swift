@@ -35,9 +35,10 @@ public protocol SessionCounters: Sendable {
     func countRecipient()
     /// Every message whose end of message sent its edits (one refused there is not counted).
     func countMessage()
-    /// One outcome. `section` is the `domain` section that decided it (nil: no section): copies and
-    /// rewrites are also counted per section.
-    func count(_ outcome: RecipientOutcome, section: SourceLocation?, shadow: Bool)
+    /// One outcome. `section` is the `domain` section that decided it, as its position in the rule
+    /// set's `domains` (`RecipientDecision.sectionPosition`; nil: no section): copies and rewrites
+    /// are also counted per section, in a table made in that order.
+    func count(_ outcome: RecipientOutcome, section: Int?, shadow: Bool)
 }
 
 /// Counts nothing: `milter-test explain` and the unit tests that do not look at counters.
@@ -45,5 +46,5 @@ public struct NoCounters: SessionCounters {
     public init() {}
     public func countRecipient() {}
     public func countMessage() {}
-    public func count(_ outcome: RecipientOutcome, section: SourceLocation?, shadow: Bool) {}
+    public func count(_ outcome: RecipientOutcome, section: Int?, shadow: Bool) {}
 }

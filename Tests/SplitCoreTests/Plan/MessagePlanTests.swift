@@ -51,6 +51,21 @@ import Testing
             ])
     }
 
+    /// The parameters as the daemon hands them to libmilter: one C string, the same as their text.
+    @Test func addedParametersAreWrittenAsOneString() {
+        for parameters in [
+            AddedParameters.copy(originalRecipient: "bob+2Bnews@example.org"),
+            .copy(originalRecipient: String(repeating: "x", count: 5000)), .text("ORCPT=rfc822;x@example.net"),
+        ] {
+            var written = ""
+            parameters.withCString { written = String(cString: $0) }
+            #expect(written == parameters.description)
+        }
+        #expect(
+            AddedParameters.copy(originalRecipient: "bob@example.org").description
+                == "NOTIFY=NEVER ORCPT=rfc822;bob@example.org")
+    }
+
     @Test func twoRecipientsMappingToOneCopyGiveOneCopy() {
         let edits = plan("<alice@example.org>", "<allie@example.org>", "<AL@example.org>", "<bob@example.org>")
         #expect(

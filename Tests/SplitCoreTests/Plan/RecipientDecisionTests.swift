@@ -56,6 +56,42 @@ import Testing
         #expect(reference.location.line == 3)
     }
 
+    /// argv[0] comes back byte for byte, whether the decision keeps it (any spelling but
+    /// `<address>`) or makes it from the address when asked; from its bytes as from a string.
+    @Test func recipientIsArgvZeroAsSent() {
+        for raw in [
+            "<alice@example.org>", "<Alice@EXAMPLE.ORG>", "<alice@example.org.>", "alice@example.org",
+            " <alice@example.org> ", "<alice@example.com>", "<postmaster>", "<>", "<alice@@example.org>",
+            "<\"a b\"@example.org>", "<caf\u{E9}@example.org>",
+        ] {
+            #expect(set.decide(recipient: raw).recipient == raw)
+            var bytes = raw
+            let decision = bytes.withUTF8 {
+                set.decide(recipient: $0, parameters: [], client: .unknown, providers: .empty, resolved: { nil })
+            }
+            #expect(decision.recipient == raw)
+            #expect(decision == set.decide(recipient: raw))
+        }
+    }
+
+    /// Copy targets as a collection, whether none, one (held inline) or several.
+    @Test func plannedTargetsKeepTheirOrder() {
+        let made = (0..<3).map { index in
+            PlannedTarget(
+                address: EnvelopeAddress(localPart: "c\(index)", domain: "copy.example"),
+                rule: RuleReference(location: SourceLocation(file: "t", line: index), text: "copy"), standing: .live)
+        }
+        var targets = PlannedTargets()
+        #expect(targets.isEmpty && targets == [])
+        for (count, target) in made.enumerated() {
+            targets.append(target)
+            #expect(targets.count == count + 1 && targets.last === target)
+            #expect(Array(targets) == Array(made.prefix(count + 1)))
+        }
+        #expect(targets == PlannedTargets(arrayLiteral: made[0], made[1], made[2]))
+        #expect(targets != [made[0]] && [made[0]] == PlannedTargets(arrayLiteral: made[0]))
+    }
+
     @Test func userRulesOverrideTheDomain() {
         #expect(copies("<allie@example.org>") == ["alice@gapps.example.org"])
         let frank = set.decide(recipient: "<frank@example.org>")
@@ -100,7 +136,7 @@ import Testing
     // Shadow rules decide as live ones do; their targets are marked, and a live target a shadow
     // user rule takes the place of is superseded (still sent).
 
-    func targets(_ targets: [PlannedTarget]) -> [String] {
+    func targets(_ targets: PlannedTargets) -> [String] {
         targets.map { "\($0.address) \($0.standing)" }
     }
 

@@ -36,6 +36,12 @@ import Testing
         let leading = RecipientParts(address: EnvelopeAddress(localPart: "+a", domain: "x"), delimiters: "+")
         #expect(leading.base == "+a")
         #expect(leading.fileExtension == "")
+        for (local, base, rest) in [
+            ("bob+news", "bob", "news"), ("a.rather.long.name+tag+x", "a.rather.long.name", "tag+x"),
+        ] {
+            let parts = RecipientParts(address: EnvelopeAddress(localPart: local, domain: "x"), delimiters: "+")
+            #expect(parts.base == base && parts.fileExtension == rest && parts.localPart == local)
+        }
     }
 
     @Test func refusesARenderingThatIsNotAUsableLocalPart() throws {

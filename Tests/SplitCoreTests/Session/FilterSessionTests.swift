@@ -22,7 +22,7 @@ final class FakeMilter: MilterActions {
         replies.append("\(code) \(enhanced) \(text)")
     }
 
-    func addRecipient(_ address: String, parameters: String) throws {
+    func addRecipient(_ address: String, parameters: AddedParameters) throws {
         try edit("add-rcpt <\(address)> \(parameters)")
     }
 
@@ -52,16 +52,29 @@ final class FakeLog: SessionLog, @unchecked Sendable {
 }
 
 /// Every count a session makes, as `OUTCOME@LINE` (`-` for no section), with `shadow ` before
-/// what a shadow rule would have done.
+/// what a shadow rule would have done; a section's line is read from the rules' `domains` at the
+/// position counted.
 final class FakeCounters: SessionCounters, @unchecked Sendable {
+    let domains: [DomainRules]
     private(set) var recipients = 0
     private(set) var messages = 0
     private(set) var outcomes: [String] = []
 
     func countRecipient() { recipients += 1 }
     func countMessage() { messages += 1 }
-    func count(_ outcome: RecipientOutcome, section: SplitCore.SourceLocation?, shadow: Bool) {
-        outcomes.append("\(shadow ? "shadow " : "")\(outcome.rawValue)@\(section.map { "\($0.line)" } ?? "-")")
+    init(_ rules: RuleSet) { domains = rules.domains }
+
+    func count(_ outcome: RecipientOutcome, section: Int?, shadow: Bool) {
+        let line = section.map { "\(domains[$0].location.line)" } ?? "-"
+        outcomes.append("\(shadow ? "shadow " : "")\(outcome.rawValue)@\(line)")
+    }
+}
+
+extension FilterSession {
+    /// RCPT with argv[0] given as a string.
+    func recipient(_ raw: String, parameters: [String], actions: some MilterActions) throws -> StepAnswer {
+        var raw = raw
+        return try raw.withUTF8 { try recipient($0, parameters: parameters, actions: actions) }
     }
 }
 
@@ -88,8 +101,9 @@ final class FakeCounters: SessionCounters, @unchecked Sendable {
             """)
     }
 
-    func session(log: FakeLog = FakeLog(level: .info), counters: FakeCounters = FakeCounters()) -> FilterSession {
-        let session = FilterSession(rules: set, providers: .empty, marker: marker, log: log, counters: counters)
+    func session(log: FakeLog = FakeLog(level: .info), counters: FakeCounters? = nil) -> FilterSession {
+        let session = FilterSession(
+            rules: set, providers: .empty, marker: marker, log: log, counters: counters ?? FakeCounters(set))
         session.connect(hostName: "client.example", address: IPAddress("192.0.2.1"), port: 40000)
         return session
     }
@@ -234,7 +248,7 @@ final class FakeCounters: SessionCounters, @unchecked Sendable {
     /// message: carol's rewrite, bob's copy, its duplicate (bob and Bob map to one copy), none for
     /// alice of users.example (a guard, no copy rule) and for zed of a domain without rules.
     @Test func countsWhatEachRecipientCameTo() throws {
-        let counters = FakeCounters()
+        let counters = FakeCounters(set)
         let recipients = [
             "<mallory@users.example>", "<alice@users.example>", "<bob@example.org>", "<Bob@example.org>",
             "<carol@example.org>", "<zed@else.example>",
@@ -253,7 +267,7 @@ final class FakeCounters: SessionCounters, @unchecked Sendable {
     /// A message refused at end of message, or aborted, counts its refusals and nothing else.
     @Test func aRefusedOrAbortedMessageCountsNoCopies() throws {
         struct Broken: Error {}
-        let counters = FakeCounters()
+        let counters = FakeCounters(set)
         let milter = FakeMilter()
         let session = session(counters: counters)
         milter.step = .mail
@@ -276,7 +290,7 @@ final class FakeCounters: SessionCounters, @unchecked Sendable {
     @Test func anAllShadowMessageIsNotTouched() throws {
         let milter = FakeMilter()
         let log = FakeLog(level: .info)
-        let counters = FakeCounters()
+        let counters = FakeCounters(set)
         let answers = try send(
             session(log: log, counters: counters), milter, to: ["<alice@shadow.example>", "<mallory@shadow.example>"])
         #expect(answers.rcpt == [.proceed, .proceed])
@@ -296,7 +310,7 @@ final class FakeCounters: SessionCounters, @unchecked Sendable {
     @Test func aShadowRewriteBesideALiveCopy() throws {
         let milter = FakeMilter()
         let log = FakeLog(level: .info)
-        let counters = FakeCounters()
+        let counters = FakeCounters(set)
         _ = try send(session(log: log, counters: counters), milter, to: ["<dave@mixed.example>"])
         #expect(
             milter.edits == [
