@@ -307,7 +307,12 @@ func check(
 func checkEdits(_ plan: MessagePlan, received: Set<String>) {
     for edit in plan.edits(marker: CopyMarker(instance: "fuzz")).edits {
         switch edit {
-        case .addRecipient(let address, let parameters): checkAddedText(address, parameters: parameters)
+        case .addRecipient(let address, let parameters):
+            // The bytes libmilter is handed (`withCString`), and the text logs and explain show.
+            var sent = ""
+            parameters.withCString { sent = String(cString: $0) }
+            require(sent == parameters.description, "parameters of \(address): sent \(sent.debugDescription)")
+            checkAddedText(address, parameters: sent)
         case .deleteRecipient(let address):
             require(received.contains(address), "delete of \(address.debugDescription), never received")
         case .addHeader: break
