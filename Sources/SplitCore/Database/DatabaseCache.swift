@@ -37,27 +37,24 @@ public enum DatabaseCache {
             escape(text, into: &out)
         }
         out.append(contentsOf: "\(header)\nchange \(rows.changeID)\nsaved \(saved)\n".utf8)
-        for list in rows.members.keys.sorted() {
-            var start = Array("member".utf8)
-            start.append(UInt8(ascii: " "))
-            escape(list, into: &start)
-            for name in rows.members[list] ?? [] {
-                out.append(contentsOf: start)
-                field(name)
-                out.append(UInt8(ascii: "\n"))
+        /// Each row of each list (lists in name order): `KIND LIST` once per list, then the fields.
+        func lists<Row>(_ kind: String, _ table: [String: [Row]], _ fields: (Row) -> Void) {
+            for list in table.keys.sorted() {
+                var start = Array(kind.utf8)
+                start.append(UInt8(ascii: " "))
+                escape(list, into: &start)
+                for row in table[list] ?? [] {
+                    out.append(contentsOf: start)
+                    fields(row)
+                    out.append(UInt8(ascii: "\n"))
+                }
             }
         }
-        for list in rows.rules.keys.sorted() {
-            var start = Array("rule".utf8)
-            start.append(UInt8(ascii: " "))
-            escape(list, into: &start)
-            for rule in rows.rules[list] ?? [] {
-                out.append(contentsOf: start)
-                field(rule.name)
-                field(rule.action)
-                field(rule.targets)
-                out.append(UInt8(ascii: "\n"))
-            }
+        lists("member", rows.members) { field($0) }
+        lists("rule", rows.rules) { rule in
+            field(rule.name)
+            field(rule.action)
+            field(rule.targets)
         }
         out.append(contentsOf: "end \(rows.memberCount + rows.ruleCount)\n".utf8)
         return out

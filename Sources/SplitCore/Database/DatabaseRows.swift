@@ -253,24 +253,24 @@ public struct DatabaseRows: Sendable, Equatable {
 
     /// Where `name` is in the sorted `names`, or where it goes.
     static func position(of name: String, in names: [String]) -> (at: Int, found: Bool) {
-        var low = 0
-        var high = names.count
-        while low < high {
-            let middle = (low + high) / 2
-            if RowBytes.precedes(names[middle], name) { low = middle + 1 } else { high = middle }
-        }
-        return (low, low < names.count && RowBytes.equal(names[low], name))
+        position(of: name, in: names, precedes: RowBytes.precedes, sameKey: RowBytes.equal)
     }
 
     static func position(of rule: Rule, in rules: [Rule]) -> (at: Int, found: Bool) {
+        position(of: rule, in: rules, precedes: Rule.precedes, sameKey: sameKey)
+    }
+
+    /// A binary search of `rows`, sorted by `precedes`: the first index whose row does not precede
+    /// `row`, and whether that row has `row`'s key.
+    static func position<Row>(
+        of row: Row, in rows: [Row], precedes: (Row, Row) -> Bool, sameKey: (Row, Row) -> Bool
+    ) -> (at: Int, found: Bool) {
         var low = 0
-        var high = rules.count
+        var high = rows.count
         while low < high {
             let middle = (low + high) / 2
-            if Rule.precedes(rules[middle], rule) { low = middle + 1 } else { high = middle }
+            if precedes(rows[middle], row) { low = middle + 1 } else { high = middle }
         }
-        let found =
-            low < rules.count && sameKey(rules[low], rule)
-        return (low, found)
+        return (low, low < rows.count && sameKey(rows[low], row))
     }
 }
