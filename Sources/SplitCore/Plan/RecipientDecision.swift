@@ -51,54 +51,9 @@ public final class PlannedTarget: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// A recipient's copy targets: one held inline, more in an array. Nearly every recipient with
-/// copies has one, and its decision then owns no array (one allocation and one free fewer for each
-/// copied recipient of every message).
-public struct PlannedTargets: RandomAccessCollection, Sendable, Hashable, ExpressibleByArrayLiteral {
-    private enum Storage: Sendable, Hashable {
-        case none
-        case one(PlannedTarget)
-        case many([PlannedTarget])
-    }
-    /// Never `.many` with fewer than two: equal targets have equal storage.
-    private var storage = Storage.none
-
-    public init() {}
-
-    public init(arrayLiteral targets: PlannedTarget...) {
-        for target in targets { append(target) }
-    }
-
-    public var startIndex: Int { 0 }
-    public var endIndex: Int {
-        switch storage {
-        case .none: 0
-        case .one: 1
-        case .many(let targets): targets.count
-        }
-    }
-
-    public subscript(position: Int) -> PlannedTarget {
-        switch storage {
-        case .none: preconditionFailure("index out of range")
-        case .one(let target):
-            precondition(position == 0, "index out of range")
-            return target
-        case .many(let targets): return targets[position]
-        }
-    }
-
-    mutating func append(_ target: PlannedTarget) {
-        switch storage {
-        case .none: storage = .one(target)
-        case .one(let first): storage = .many([first, target])
-        case .many(var targets):
-            storage = .none
-            targets.append(target)
-            storage = .many(targets)
-        }
-    }
-}
+/// A recipient's copy targets: nearly every copied recipient has one, held inline (`OneOrMany`), so
+/// its decision owns no array.
+public typealias PlannedTargets = OneOrMany<PlannedTarget>
 
 /// How a recipient was matched against its domain's section, for logs and `explain`.
 public enum Selection: Sendable, Hashable {

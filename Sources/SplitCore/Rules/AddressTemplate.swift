@@ -74,50 +74,9 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
     /// The local part's pieces, in order.
     let localPieces: Pieces
 
-    /// A local part's pieces: one held inline, more in an array. A per-user target (`carol`,
-    /// `uI@copy.example`) is one piece, and a million such lines then keep a million fewer arrays
-    /// (less memory, and fewer objects to free when a reload retires them).
-    struct Pieces: RandomAccessCollection, Sendable, Hashable {
-        private enum Storage: Sendable, Hashable {
-            case one(Piece)
-            case many([Piece])
-        }
-        private let storage: Storage
-
-        init(_ pieces: [Piece]) {
-            storage = pieces.count == 1 ? .one(pieces[0]) : .many(pieces)
-        }
-
-        var startIndex: Int { 0 }
-        var endIndex: Int {
-            switch storage {
-            case .one: 1
-            case .many(let pieces): pieces.count
-            }
-        }
-
-        subscript(position: Int) -> Piece {
-            switch storage {
-            case .one(let piece): piece
-            case .many(let pieces): pieces[position]
-            }
-        }
-
-        /// Calls `body` with each piece in order, deciding the storage once rather than at every
-        /// piece: `render` runs this for every copy and rewrite of every message.
-        func each(_ body: (Piece) -> Void) {
-            switch storage {
-            case .one(let piece): body(piece)
-            case .many(let pieces): for piece in pieces { body(piece) }
-            }
-        }
-
-        /// The piece, when there is just one (as in nearly every template).
-        var only: Piece? {
-            if case .one(let piece) = storage { return piece }
-            return nil
-        }
-    }
+    /// A local part's pieces: a per-user target (`carol`, `uI@copy.example`) is one piece, held
+    /// inline (`OneOrMany`).
+    typealias Pieces = OneOrMany<Piece>
 
     /// The literal domain, lower-cased; empty for a bare local user (rewrites only).
     public let domain: String
@@ -182,7 +141,7 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
             at = index
         }
         let localEnd = at ?? bytes.count
-        var pieces: [Piece] = []
+        var pieces = Pieces()
         var literalStart: Int?
         func flush(upTo end: Int) {
             if let start = literalStart { pieces.append(.literal(String(decoding: bytes[start..<end], as: UTF8.self))) }
@@ -222,7 +181,7 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
             guard allowBareLocalPart else {
                 return fail("copy target needs a domain: write local@domain", at: bytes.count)
             }
-            return .success(AddressTemplate(localPieces: Pieces(pieces), domain: "", written: nil))
+            return .success(AddressTemplate(localPieces: pieces, domain: "", written: nil))
         }
         let domainBytes = bytes[(at + 1)...]
         if let percentIndex = domainBytes.firstIndex(of: percent) {
@@ -242,7 +201,7 @@ public struct AddressTemplate: Sendable, Hashable, CustomStringConvertible {
             domain = isLower ? written : written.lowercased()
         }
         let written = isLower ? nil : source ?? String(decoding: bytes, as: UTF8.self)
-        return .success(AddressTemplate(localPieces: Pieces(pieces), domain: domain, written: written))
+        return .success(AddressTemplate(localPieces: pieces, domain: domain, written: written))
     }
 
     /// Fills in the template. Fails (with the reason) when the result is not a usable local part,

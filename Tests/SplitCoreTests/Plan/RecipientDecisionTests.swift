@@ -74,24 +74,6 @@ import Testing
         }
     }
 
-    /// Copy targets as a collection, whether none, one (held inline) or several.
-    @Test func plannedTargetsKeepTheirOrder() {
-        let made = (0..<3).map { index in
-            PlannedTarget(
-                address: EnvelopeAddress(localPart: "c\(index)", domain: "copy.example"),
-                rule: RuleReference(location: SourceLocation(file: "t", line: index), text: "copy"), standing: .live)
-        }
-        var targets = PlannedTargets()
-        #expect(targets.isEmpty && targets == [])
-        for (count, target) in made.enumerated() {
-            targets.append(target)
-            #expect(targets.count == count + 1 && targets.last === target)
-            #expect(Array(targets) == Array(made.prefix(count + 1)))
-        }
-        #expect(targets == PlannedTargets(arrayLiteral: made[0], made[1], made[2]))
-        #expect(targets != [made[0]] && [made[0]] == PlannedTargets(arrayLiteral: made[0]))
-    }
-
     @Test func userRulesOverrideTheDomain() {
         #expect(copies("<allie@example.org>") == ["alice@gapps.example.org"])
         let frank = set.decide(recipient: "<frank@example.org>")
