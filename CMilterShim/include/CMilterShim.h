@@ -6,8 +6,9 @@
 ///     Swift will not pass a `String` as `UnsafeMutablePointer<CChar>`. Each `cmilter_*` wrapper below
 ///     takes `const char *` and casts. They can go once libmilter's header says `const`.
 ///   - `smfi_setmlreply` is variadic, and Swift refuses variadic C functions.
-/// And one from glibc that Swift's Glibc module leaves out (`<malloc.h>`): `malloc_trim`, for the
-/// daemon's retirement of replaced rules (SplitDaemon's `RuleRetirement`).
+/// And one from glibc that Swift's Glibc module leaves out (`<malloc.h>`): `malloc_trim` and
+/// `mallopt(M_MXFAST, …)`, for the daemon's retirement of replaced rules (SplitDaemon's
+/// `RuleRetirement`).
 #ifndef CMILTERSHIM_H
 #define CMILTERSHIM_H
 
