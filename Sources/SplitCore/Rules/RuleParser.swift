@@ -642,9 +642,10 @@ struct ParserState {
         sections.append(rules)
     }
 
-    mutating func parseTemplates(_ line: Line, _ args: ArraySlice<Word>, allowBare: Bool) -> [AddressTemplate]? {
-        var templates: [AddressTemplate] = []
-        templates.reserveCapacity(args.count)
+    mutating func parseTemplates(
+        _ line: Line, _ args: ArraySlice<Word>, allowBare: Bool
+    ) -> OneOrMany<AddressTemplate>? {
+        var templates = OneOrMany<AddressTemplate>()
         // Duplicates only among several targets: a one-target line (nearly all) needs no table.
         var seen: [String: SourceLocation] = [:]
         var ok = true

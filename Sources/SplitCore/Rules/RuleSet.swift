@@ -143,18 +143,35 @@ public enum UserScope: Sendable, Hashable {
     }
 }
 
-/// A copy or rewrite action and the rule it came from.
-public struct CopyRule: Sendable, Hashable {
-    /// An array, not a `OneOrMany`: a template held inline made every copy of the rule (the message
-    /// path takes one per copied recipient) retain its strings one by one, and that cost +20% load
-    /// time for a million `user … copy` lines and more instructions per message than the -17% of
-    /// memory was worth (measured 2026-12-01).
-    public let targets: [AddressTemplate]
+/// A copy action and the rule it came from.
+///
+/// A class, immutable: a `user … copy` line is then one object, its target (nearly always one) held
+/// inside it (`OneOrMany`), where a struct needed a box for the user's table and an array for its
+/// targets; and taking the rule on the message path is one retain. (A struct holding its target
+/// inline made every copy of it retain the template's strings one by one: +20% load time for a
+/// million `user … copy` lines.)
+public final class CopyRule: Sendable, Hashable {
+    public let targets: OneOrMany<AddressTemplate>
     public let reference: RuleReference
 
+    init(targets: OneOrMany<AddressTemplate>, reference: RuleReference) {
+        self.targets = targets
+        self.reference = reference
+    }
+
     var shadowed: CopyRule { CopyRule(targets: targets, reference: reference.shadowed) }
+
+    public static func == (left: CopyRule, right: CopyRule) -> Bool {
+        left === right || (left.targets == right.targets && left.reference == right.reference)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(targets)
+        hasher.combine(reference)
+    }
 }
 
+/// A rewrite action and the rule it came from.
 public struct RewriteRule: Sendable, Hashable {
     public let target: AddressTemplate
     public let reference: RuleReference
@@ -167,7 +184,7 @@ public struct UserRule: Sendable, Hashable {
     public var copy: CopyRule? {
         get {
             switch storage {
-            case .copy(let box): box.value
+            case .copy(let rule): rule
             case .all(let box): box.value.copy
             case .empty, .rewrite: nil
             }
@@ -195,14 +212,14 @@ public struct UserRule: Sendable, Hashable {
 
     public init() {}
 
-    /// One reference to an immutable box: a section with a million users keeps a million 8-byte
-    /// entries in its table, and a user with only a copy (or only a rewrite), as nearly all are,
-    /// owns a box just big enough for it. Setting a rule makes a new box.
+    /// One reference: a section with a million users keeps a million 8-byte entries in its table,
+    /// and a user with only a copy (or only a rewrite), as nearly all are, owns one object: the copy
+    /// rule itself, or a box just big enough for the rewrite. Setting a rule makes a new one.
     private var storage = Storage.empty
 
     private enum Storage: Sendable {
         case empty
-        case copy(Box<CopyRule>)
+        case copy(CopyRule)
         case rewrite(Box<RewriteRule>)
         case all(Box<All>)
     }
@@ -222,14 +239,14 @@ public struct UserRule: Sendable, Hashable {
         var all: All
         switch storage {
         case .empty: all = All()
-        case .copy(let box): all = All(copy: box.value)
+        case .copy(let rule): all = All(copy: rule)
         case .rewrite(let box): all = All(rewrite: box.value)
         case .all(let box): all = box.value
         }
         change(&all)
         switch (all.copy, all.rewrite, all.allowClients) {
         case (nil, nil, nil): storage = .empty
-        case (let copy?, nil, nil): storage = .copy(Box(copy))
+        case (let copy?, nil, nil): storage = .copy(copy)
         case (nil, let rewrite?, nil): storage = .rewrite(Box(rewrite))
         default: storage = .all(Box(all))
         }
