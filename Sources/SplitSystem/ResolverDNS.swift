@@ -67,7 +67,8 @@ public struct ResolverDNS: DNSLookup, Sendable {
                     guard cresolv_expand_name(base, length, data + 2, &expanded, Int32(expanded.count)) == 0 else {
                         throw Failure(description: "malformed MX name for \(name)")
                     }
-                    result.append(Array(String(cString: expanded).utf8))
+                    // The name's bytes up to its NUL (dn_expand always writes one).
+                    result.append(expanded.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) })
                 } else {
                     result.append(Array(UnsafeBufferPointer(start: data, count: Int(dataLength))))
                 }
