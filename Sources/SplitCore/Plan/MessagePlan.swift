@@ -100,6 +100,40 @@ public struct CopyMarker: Sendable, Hashable {
     static let headerNameBytes = Array(headerName.lowercased().utf8)
 }
 
+/// Where `MessagePlan.edits(marker:shadowRulesLive:into:)` puts the edits it plans, in the order
+/// they must be sent: an addition comes with the parameters to send it with (its address is
+/// `addition.target.address`), a skip with why.
+public protocol EditSink {
+    associatedtype Failure: Error
+    mutating func deleteRecipient(_ recipient: String) throws(Failure)
+    mutating func add(_ addition: MessagePlan.Addition, parameters: AddedParameters) throws(Failure)
+    mutating func skip(_ skip: MessagePlan.Skip)
+    mutating func addHeader(name: String, value: String) throws(Failure)
+}
+
+/// The planned edits as lists: `explain`, the tests, the shadow rules' comparison.
+struct CollectedEdits: EditSink {
+    var edits: [EnvelopeEdit] = []
+    var additions: [MessagePlan.Addition] = []
+    var skipped: [MessagePlan.Skip] = []
+
+    init(expected recipients: Int) {
+        edits.reserveCapacity(recipients * 2 + 1)
+        additions.reserveCapacity(recipients)
+    }
+
+    mutating func deleteRecipient(_ recipient: String) { edits.append(.deleteRecipient(recipient)) }
+
+    mutating func add(_ addition: MessagePlan.Addition, parameters: AddedParameters) {
+        edits.append(.addRecipient(addition.target.address.description, parameters: parameters))
+        additions.append(addition)
+    }
+
+    mutating func skip(_ skip: MessagePlan.Skip) { skipped.append(skip) }
+
+    mutating func addHeader(name: String, value: String) { edits.append(.addHeader(name: name, value: value)) }
+}
+
 public struct MessagePlan: Sendable {
     /// Beyond this many recipients a message is refused with a temporary error rather than copied
     /// partially. Postfix's smtpd_recipient_limit defaults to 1000.
@@ -173,33 +207,46 @@ public struct MessagePlan: Sendable {
 
     public func edits(marker: CopyMarker?) -> Edits {
         let live = edits(marker: marker, shadowRulesLive: false)
-        guard involvesShadow else { return live }
-        let hypothetical = edits(marker: marker, shadowRulesLive: true)
+        let shadow = shadowEdits(marker: marker)
         return Edits(
             edits: live.edits, additions: live.additions, skipped: live.skipped,
-            shadowAdditions: hypothetical.additions.filter(\.target.isShadow),
-            shadowSkipped: hypothetical.skipped.filter(\.target.isShadow))
+            shadowAdditions: shadow.additions, shadowSkipped: shadow.skipped)
+    }
+
+    /// What the shadow rules would add and skip: the shadow targets of the edits the plan would make
+    /// with its shadow rules live. Nothing when no decision involves a shadow rule.
+    public func shadowEdits(marker: CopyMarker?) -> (additions: [Addition], skipped: [Skip]) {
+        guard involvesShadow else { return ([], []) }
+        let hypothetical = edits(marker: marker, shadowRulesLive: true)
+        return (hypothetical.additions.filter(\.target.isShadow), hypothetical.skipped.filter(\.target.isShadow))
     }
 
     /// The edits of the live rules, or (`shadowRulesLive`) those the plan would make if its shadow
-    /// rules were live.
+    /// rules were live, collected.
     func edits(marker: CopyMarker?, shadowRulesLive: Bool) -> Edits {
+        var collected = CollectedEdits(expected: decisions.count)
+        edits(marker: marker, shadowRulesLive: shadowRulesLive, into: &collected)
+        return Edits(
+            edits: collected.edits, additions: collected.additions, skipped: collected.skipped, shadowAdditions: [],
+            shadowSkipped: [])
+    }
+
+    /// The same, each edit handed to `sink` in the order it must be sent (the daemon's end of message
+    /// sends each as it comes, and keeps no list of them); a sink's failure stops the planning.
+    public func edits<Sink: EditSink>(
+        marker: CopyMarker?, shadowRulesLive: Bool, into sink: inout Sink
+    ) throws(Sink.Failure) {
         func planned(_ decision: RecipientDecision) -> Bool { !shadowRulesLive || decision.shadowRefusal == nil }
         func rewrite(_ decision: RecipientDecision) -> PlannedTarget? {
             shadowRulesLive ? decision.rewrite : decision.sentRewrite
         }
-        var edits: [EnvelopeEdit] = []
-        edits.reserveCapacity(decisions.count * 2 + 1)
-        var additions: [Addition] = []
-        additions.reserveCapacity(decisions.count)
-        var skipped: [Skip] = []
         var deleted = FewStrings(expected: decisions.count)
         // The recipients that stay, then every address added: nothing is added twice.
         var present = FewStrings(expected: decisions.count * 2)
         for decision in decisions where planned(decision) {
             if rewrite(decision) != nil {
                 let recipient = decision.recipient
-                if deleted.insert(recipient) { edits.append(.deleteRecipient(recipient)) }
+                if deleted.insert(recipient) { try sink.deleteRecipient(recipient) }
             } else {
                 _ = present.insert(decision.identity)
             }
@@ -208,13 +255,11 @@ public struct MessagePlan: Sendable {
         for decision in decisions where planned(decision) {
             guard let target = rewrite(decision) else { continue }
             if present.insert(target.address.identity) {
-                edits.append(
-                    .addRecipient(target.address.description, parameters: rewriteParameters(decision)))
-                additions.append(Addition(kind: .rewrite, target: target, decision: decision))
+                try sink.add(
+                    Addition(kind: .rewrite, target: target, decision: decision),
+                    parameters: rewriteParameters(decision))
             } else {
-                skipped.append(
-                    Skip(target: target, decision: decision, reason: "already a recipient")
-                )
+                sink.skip(Skip(target: target, decision: decision, reason: "already a recipient"))
             }
         }
         var copies = 0
@@ -225,30 +270,21 @@ public struct MessagePlan: Sendable {
                 for target in decision.copies where Self.plansCopy(target, pass: pass, shadowRulesLive: shadowRulesLive)
                 {
                     if carriesMarker {
-                        skipped.append(
-                            Skip(
-                                target: target, decision: decision,
-                                reason: "message was already copied here")
-                        )
+                        sink.skip(Skip(target: target, decision: decision, reason: "message was already copied here"))
                     } else if present.insert(target.address.identity) {
-                        edits.append(
-                            .addRecipient(target.address.description, parameters: copyParameters(decision)))
-                        additions.append(Addition(kind: .copy, target: target, decision: decision))
+                        try sink.add(
+                            Addition(kind: .copy, target: target, decision: decision),
+                            parameters: copyParameters(decision))
                         copies += 1
                     } else {
-                        skipped.append(
-                            Skip(
-                                target: target, decision: decision,
-                                reason: "already a recipient or copy")
-                        )
+                        sink.skip(Skip(target: target, decision: decision, reason: "already a recipient or copy"))
                     }
                 }
             }
         }
         if copies > 0, let marker {
-            edits.append(.addHeader(name: CopyMarker.headerName, value: marker.instance))
+            try sink.addHeader(name: CopyMarker.headerName, value: marker.instance)
         }
-        return Edits(edits: edits, additions: additions, skipped: skipped, shadowAdditions: [], shadowSkipped: [])
     }
 
     /// Whether a copy target is planned in this pass: live and superseded ones in the one pass of

@@ -12,6 +12,8 @@ final class FakeMilter: MilterActions {
 
     var step = SessionStep.connect
     var macros: [String: String] = ["i": "4XyZ1234"]
+    /// The edit, counted from 0, that fails as libmilter's does when the MTA has gone away.
+    var failingEdit: Int?
     private(set) var replies: [String] = []
     private(set) var edits: [String] = []
     private(set) var violations: [String] = []
@@ -35,6 +37,7 @@ final class FakeMilter: MilterActions {
             violations.append("\(step.rawValue): \(text)")
             throw Refused()
         }
+        if failingEdit == edits.count { throw Refused() }
         edits.append(text)
     }
 }
@@ -283,6 +286,26 @@ extension FilterSession {
         #expect(counters.recipients == 3)
         #expect(counters.messages == 0)
         #expect(counters.outcomes == ["refused_unknown_user@5"])
+    }
+
+    /// An edit that fails at end of message (the MTA went away) stops the rest, and the message,
+    /// refused by the shell, counts no copy and no rewrite, not even those already sent.
+    @Test func aFailedEditStopsTheRestAndCountsNothing() throws {
+        let counters = FakeCounters(set)
+        let milter = FakeMilter()
+        milter.failingEdit = 2
+        #expect(throws: FakeMilter.Refused.self) {
+            try send(
+                session(counters: counters), milter,
+                to: ["<carol@example.org>", "<alice@example.org>", "<bob@example.org>"])
+        }
+        #expect(
+            milter.edits == [
+                "del-rcpt <carol@example.org>",
+                "add-rcpt <carol@mailbox.example.net> ORCPT=rfc822;carol@example.org",
+            ])
+        #expect(counters.messages == 0)
+        #expect(counters.outcomes.isEmpty)
     }
 
     /// A message whose every rule is a shadow rule gets no edit and no refusal; what the rules
