@@ -183,6 +183,8 @@ public struct MessagePlan: Sendable {
         public let decision: RecipientDecision
 
         public var forRecipient: String { decision.recipient }
+        /// What the counters count it as.
+        public var outcome: RecipientOutcome { kind == .copy ? .copy : .rewrite }
     }
 
     /// An addition that was planned but not sent, and why.

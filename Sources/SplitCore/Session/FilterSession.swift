@@ -219,8 +219,7 @@ public final class FilterSession {
             counters.count(.duplicate, section: sent.section, shadow: false)
         }
         for addition in shadow.additions {
-            counters.count(
-                addition.kind == .copy ? .copy : .rewrite, section: addition.decision.sectionPosition, shadow: true)
+            counters.count(addition.outcome, section: addition.decision.sectionPosition, shadow: true)
         }
         for skip in shadow.skipped {
             counters.count(.duplicate, section: skip.decision.sectionPosition, shadow: true)
@@ -291,7 +290,7 @@ struct EditSender: EditSink {
 
     mutating func add(_ addition: MessagePlan.Addition, parameters: AddedParameters) throws {
         try actions.addRecipient(addition.target.address.description, parameters: parameters)
-        outcomes.append((addition.kind == .copy ? .copy : .rewrite, addition.decision.sectionPosition))
+        outcomes.append((addition.outcome, addition.decision.sectionPosition))
         if keepsForLog { additions.append(addition) }
     }
 
