@@ -295,12 +295,13 @@ func check(
     if let domain, let guarded = guardedSection(domain), decision.verdict == .accept,
         !recipient.utf8.contains(where: ignoredBypassBytes.contains), recipient.utf8.count <= ignoredBypassOver
     {
+        let section: SourceLocation? = decision.sectionPosition.map { ruleSet.domains[$0].location }
         require(
-            decision.section == guarded,
+            section == guarded,
             "guard bypass: \(recipient.debugDescription) (domain '\(domain)' as Postfix reads it; "
                 + "{rcpt_addr} \(rcptAddr.map { $0.debugDescription } ?? "not sent")) accepted for client "
                 + "\(client.address.map { "\($0)" } ?? "-") without its guard "
-                + "(section \(decision.section.map { "\($0)" } ?? "none"), selection \(decision.selection))")
+                + "(section \(section.map { "\($0)" } ?? "none"), selection \(decision.selection))")
     }
 }
 

@@ -91,10 +91,9 @@ public final class RecipientDecision: Sendable, Hashable {
     public let parameters: RecipientParameters
     /// nil when the argument could not be parsed.
     public let address: EnvelopeAddress?
-    /// The `domain` section that matched, if any.
-    public let section: SourceLocation?
-    /// That section's position in the rule set's `domains`, which the counters count it by
-    /// (`SessionCounters`). Not compared: it follows from `section` in one rule set.
+    /// The `domain` section that matched, if any, as its position in the rule set's `domains` (the
+    /// counters count by it, `SessionCounters`; `domains[position].location` is its line). Decisions
+    /// are compared within one rule set, where the position names the section.
     public let sectionPosition: Int?
     public let selection: Selection
     /// Every copy target: live, shadow and superseded ones (see `PlannedTarget.standing`).
@@ -125,7 +124,7 @@ public final class RecipientDecision: Sendable, Hashable {
     /// `recipient` is nil when argv[0] is `<` + `address` + `>` (see `spelledRecipient`).
     init(
         recipient: String?, parameters: RecipientParameters, address: EnvelopeAddress?,
-        section: SourceLocation?, sectionPosition: Int?,
+        sectionPosition: Int?,
         selection: Selection, copies: PlannedTargets, rewrite: PlannedTarget?, supersededRewrite: PlannedTarget?,
         problems: [String], shadowProblems: [String], verdict: Verdict, shadowRefusal: Verdict?,
         guardNote: String?, guardWaived: Bool, involvesShadow: Bool
@@ -133,7 +132,6 @@ public final class RecipientDecision: Sendable, Hashable {
         spelledRecipient = recipient
         self.parameters = parameters
         self.address = address
-        self.section = section
         self.sectionPosition = sectionPosition
         self.selection = selection
         self.copies = copies
@@ -155,7 +153,7 @@ public final class RecipientDecision: Sendable, Hashable {
         left.recipient == right.recipient
             && left.parameters == right.parameters
             && left.address == right.address
-            && left.section == right.section
+            && left.sectionPosition == right.sectionPosition
             && left.selection == right.selection
             && left.copies == right.copies
             && left.rewrite == right.rewrite
@@ -172,7 +170,7 @@ public final class RecipientDecision: Sendable, Hashable {
         hasher.combine(recipient)
         hasher.combine(parameters)
         hasher.combine(address)
-        hasher.combine(section)
+        hasher.combine(sectionPosition)
         hasher.combine(selection)
         hasher.combine(copies)
         hasher.combine(rewrite)
@@ -235,7 +233,7 @@ extension RuleSet {
             let refused = guarded.verdict != .accept
             return RecipientDecision(
                 recipient: bracketed ? nil : recipient, parameters: dsn,
-                address: address, section: position.map { domains[$0].location }, sectionPosition: position,
+                address: address, sectionPosition: position,
                 selection: selection,
                 copies: refused ? [] : targets.copies, rewrite: refused ? nil : targets.rewrite,
                 supersededRewrite: refused ? nil : targets.supersededRewrite,
