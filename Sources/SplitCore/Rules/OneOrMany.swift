@@ -1,10 +1,11 @@
 /// A collection that keeps one element inline and more in an array.
 ///
 /// Nearly every list on the rules' and the message's paths holds one element: a template's local
-/// part is one piece (`%u`, `carol`), a `user … copy` line names one target, a copied recipient gets
-/// one copy. An array is an object of its own; this type holds the one element in place, so a
-/// million `user … copy` lines keep a million fewer arrays (less memory, fewer objects to make at a
-/// load and to free when a reload retires them), and a copied recipient makes no array at RCPT.
+/// part is one piece (`%u`, `carol`), a `user … copy` line names one target (`CopyRule.targets`), a
+/// copied recipient gets one copy. An array is an object of its own; this type holds the one element
+/// in place, so a million `user … copy` lines keep a million fewer arrays (less memory, fewer objects
+/// to make at a load and to free when a reload retires them), and a copied recipient makes no array
+/// at RCPT.
 ///
 /// Invariant: the storage is `.many` only with two or more elements, so equal contents have equal
 /// storage and the synthesized `==` and `hash` compare contents.
@@ -69,7 +70,7 @@ public struct OneOrMany<Element: Sendable & Hashable>: RandomAccessCollection, S
     }
 
     /// Calls `body` with each element in order, deciding the storage once rather than at every
-    /// element: the message path runs this for every target and piece.
+    /// element: rendering a target runs this over its template's pieces for every copy and rewrite.
     @inline(__always)
     public func each(_ body: (Element) throws -> Void) rethrows {
         switch storage {
