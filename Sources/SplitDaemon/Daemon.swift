@@ -74,7 +74,8 @@ public enum NoReplyMode: String, Sendable, CaseIterable {
 }
 
 public enum Daemon {
-    /// Runs the milter; returns the process exit status. `DaemonSignals.blockAll()` must have run.
+    /// Runs the milter on the main thread. Returns the exit status if it cannot start; once it
+    /// serves, it ends the process itself when stopped. `DaemonSignals.prepare()` must have run.
     public static func run(_ options: DaemonOptions, logger: Logger) -> Int32 {
         let account: Privileges.Target?
         do {
@@ -108,6 +109,7 @@ public enum Daemon {
             logger.critical("\(error)")
             return 1
         }
+        // For the failures before libmilter runs; `serve` below never returns.
         defer {
             close(listener.fd)
             listener.removeFile()
@@ -155,15 +157,12 @@ public enum Daemon {
         )
         // The socket listens: a connection made from now on is queued and served.
         notifier.ready(status: "rules: \(summary)")
-        do {
-            try Libmilter.main()
-        } catch {
-            logger.critical("\(error)")
-            return 1
+        DaemonSignals.serve { failure in
+            notifier.stopping()
+            if let failure { logger.critical("\(failure)") } else { logger.info("stopped") }
+            listener.removeFile()  // libmilter's stop has closed the socket itself
+            exit(failure == nil ? 0 : 1)
         }
-        notifier.stopping()
-        logger.info("stopped")
-        return 0
     }
 
     /// Loads the rule file (with the database's rows) and puts the rules and settings into

@@ -1,36 +1,121 @@
-/// Signal handling around libmilter.
+/// Signal handling around libmilter, and a stop that does not wait for libmilter's accept loop.
 ///
-/// libmilter's own signal thread stops the milter on SIGHUP, SIGTERM (orderly) and SIGINT (abort);
-/// it relies on every thread having those signals blocked, and a thread created before the mask is
-/// set kills the process outright on SIGTERM (docs/postfix-milter.md, "Signals"). So `blockAll()`
-/// must be the first thing `main` does. SIGUSR1 is ours: it reloads the rules on a thread of our own.
+/// libmilter's own signal thread stops the milter on SIGHUP, SIGTERM and SIGINT; it relies on every
+/// thread having those signals blocked, and a thread created before the mask is set kills the
+/// process outright on SIGTERM (docs/postfix-milter.md, "Signals"). So `prepare()` must be the first
+/// thing `main` does. SIGUSR1 is ours: it reloads the rules on a thread of our own.
+///
+/// The prompt stop. libmilter's accept loop sleeps in poll() for up to 5 s holding the lock that
+/// its stop needs, so its own stop takes up to 5 s (docs/postfix-milter.md, "Signals"). Here the
+/// accept loop runs on a thread of its own, and the main thread waits for the stop signals. The
+/// kernel gives a signal sent to the process to its main thread whenever that thread waits for it
+/// (libmilter's signal thread waits for the same ones and gets them only while the main thread does
+/// not wait: then the stop is libmilter's, up to 5 s, and as orderly). On a stop signal the main
+/// thread has `smfi_stop()` called and interrupts the accept loop's poll() with SIGUSR2 until the
+/// loop has returned: libmilter retries poll() on EINTR, sees the stop and returns.
+///
+/// Invariants: SIGUSR2 does nothing anywhere (a handler that returns, `SA_RESTART`, so no read or
+/// write is cut short; libmilter retries poll() and select() on EINTR throughout); the accept
+/// loop's thread never ends by itself: `serve`'s `finish` ends the process, so the thread that is
+/// interrupted is alive until then.
 
 import Glibc
 import SplitSystem
+import Synchronization
 
 public enum DaemonSignals {
-    static let handled: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGUSR1]
+    static let blocked: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGUSR1]
+    static let stops: [Int32] = [SIGHUP, SIGTERM, SIGINT]
 
-    /// Blocks SIGHUP, SIGTERM, SIGINT and SIGUSR1 in the calling thread and every thread it creates later.
-    public static func blockAll() {
-        var set = sigset_t()
-        sigemptyset(&set)
-        for signal in handled { sigaddset(&set, signal) }
+    /// Blocks SIGHUP, SIGTERM, SIGINT and SIGUSR1 in the calling thread and every thread it creates
+    /// later, and makes SIGUSR2 (the accept loop's interruption) do nothing.
+    public static func prepare() {
+        var set = signalSet(blocked)
         pthread_sigmask(SIG_BLOCK, &set, nil)
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in }
+        action.sa_flags = SA_RESTART
+        sigemptyset(&action.sa_mask)
+        sigaction(SIGUSR2, &action, nil)
     }
 
-    /// Starts a thread that calls `body` on each SIGUSR1. Call after `blockAll()`.
+    /// Starts a thread that calls `body` on each SIGUSR1. Call after `prepare()`.
     static func onReloadSignal(_ body: @escaping @Sendable () -> Void) {
         DetachedThread.start {
             // Reloads yield to messages: a million-line file is a second of CPU.
             RuleRetirement.lowerPriority()
-            var set = sigset_t()
-            sigemptyset(&set)
-            sigaddset(&set, SIGUSR1)
+            var set = signalSet([SIGUSR1])
             var received: Int32 = 0
             while true {
                 if sigwait(&set, &received) == 0, received == SIGUSR1 { body() }
             }
+        }
+    }
+
+    /// Runs libmilter's accept loop on a new thread, which calls `finish` when the loop returns:
+    /// with nil after a stop, else with what went wrong; `finish` must end the process. The calling
+    /// thread, which must be the main thread, waits for the stop signals and never returns.
+    static func serve(finish: @escaping @Sendable (_ failure: String?) -> Never) -> Never {
+        let loop = AcceptLoop()
+        let started = DetachedThread.start {
+            loop.begin()
+            var failure: String?
+            do { try Libmilter.main() } catch { failure = "\(error)" }
+            // smfi_stop() closes the listening socket: a stop that came before libmilter took the
+            // socket over makes smfi_main() fail, and is still the stop that was asked for.
+            if loop.end() { failure = nil }
+            finish(failure)
+        }
+        if started != 0 { finish("cannot start a thread for libmilter: error \(started)") }
+        var set = signalSet(stops)
+        var received: Int32 = 0
+        while true {
+            guard sigwait(&set, &received) == 0 else { continue }
+            loop.requestStop()
+            // smfi_stop() waits for the lock the sleeping poll() holds: it gets a thread of its own.
+            DetachedThread.start { Libmilter.stop() }
+            loop.interruptUntilEnded()
+        }
+    }
+
+    static func signalSet(_ signals: [Int32]) -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        return set
+    }
+}
+
+/// The thread that runs libmilter's accept loop, as the main thread sees it.
+private final class AcceptLoop: Sendable {
+    private struct State {
+        var thread: pthread_t?
+        var ended = false
+        var stopRequested = false
+    }
+    private let state = Mutex(State())
+
+    func begin() { state.withLock { $0.thread = pthread_self() } }
+    func requestStop() { state.withLock { $0.stopRequested = true } }
+
+    /// Marks the loop ended; returns whether a stop had been asked for.
+    func end() -> Bool {
+        state.withLock {
+            $0.ended = true
+            return $0.stopRequested
+        }
+    }
+
+    /// Sends SIGUSR2 to the loop's thread every 10 ms (for at most 10 s) until the loop has ended.
+    /// A signal before `smfi_stop()` has taken effect only makes poll() start again.
+    func interruptUntilEnded() {
+        for _ in 0..<1000 {
+            let ended = state.withLock { state in
+                if !state.ended, let thread = state.thread { pthread_kill(thread, SIGUSR2) }
+                return state.ended
+            }
+            if ended { return }
+            usleep(10_000)
         }
     }
 }

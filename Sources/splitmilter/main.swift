@@ -6,7 +6,7 @@
 import SplitDaemon
 
 var command = SplitmilterCommand.parseOrExit()
-if !command.check { DaemonSignals.blockAll() }
+if !command.check { DaemonSignals.prepare() }
 do {
     try command.run()
 } catch {

@@ -81,9 +81,9 @@ inst_spawn() {
 }
 
 # inst_kill NAME [GRACE]: SIGTERM, wait up to GRACE s (default INST_GRACE, else 10), then SIGKILL.
-# Reaps the child. Returns 0 if it exited on SIGTERM, 2 if SIGKILL was needed. libmilter stops
-# about 5 s after SIGTERM (its listener polls every 5 s), more under a sanitizer or on a loaded
-# machine: the default leaves room for that.
+# Reaps the child. Returns 0 if it exited on SIGTERM, 2 if SIGKILL was needed. splitmilter stops
+# within milliseconds; other libmilter milters about 5 s after SIGTERM (libmilter's accept loop
+# polls every 5 s), more under a sanitizer or on a loaded machine: the default leaves room for that.
 inst_kill() {
     local name=$1 grace=${2:-${INST_GRACE:-10}} pid=${INST_PIDS[$1]:-} rc=0
     [[ -n $pid ]] || return 0
@@ -132,7 +132,7 @@ inst_reap() {
 }
 
 # inst_cleanup: the EXIT trap. Stops Postfix instances, then all spawned processes (in parallel:
-# each daemon may take ~5 s to honour SIGTERM), then removes the scratch root unless KEEP=1.
+# a libmilter milter may take ~5 s to honour SIGTERM), then removes the scratch root unless KEEP=1.
 inst_cleanup() {
     local rc=$? dir name pid
     trap - EXIT INT TERM HUP
@@ -588,7 +588,7 @@ milter_user_args() {
     ((EUID != 0)) || MILTER_USER_ARGS=(--user "$MILTER_USER")
 }
 
-# milter_stop NAME [GRACE]: SIGTERM (libmilter takes up to ~5 s), SIGKILL after GRACE (6) s.
+# milter_stop NAME [GRACE]: SIGTERM, SIGKILL after GRACE (6) s.
 milter_stop() { inst_kill "$1" "${2:-6}"; }
 
 # milter_log NAME: path of the daemon's log.
