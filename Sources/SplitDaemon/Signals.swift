@@ -86,35 +86,32 @@ public enum DaemonSignals {
     }
 }
 
-/// The thread that runs libmilter's accept loop, as the main thread sees it.
+/// The thread that runs libmilter's accept loop, as the main thread sees it. Atomics, not a lock:
+/// the main thread would hold one while it signals, and the loop's thread would then wait in a
+/// lock's slow path, which ThreadSanitizer does not see into.
 private final class AcceptLoop: Sendable {
-    private struct State {
-        var thread: pthread_t?
-        var ended = false
-        var stopRequested = false
-    }
-    private let state = Mutex(State())
+    /// The loop thread's `pthread_t`; 0 until it runs.
+    private let thread = Atomic<pthread_t>(0)
+    private let ended = Atomic(false)
+    private let stopRequested = Atomic(false)
 
-    func begin() { state.withLock { $0.thread = pthread_self() } }
-    func requestStop() { state.withLock { $0.stopRequested = true } }
+    func begin() { thread.store(pthread_self(), ordering: .sequentiallyConsistent) }
+    func requestStop() { stopRequested.store(true, ordering: .sequentiallyConsistent) }
 
     /// Marks the loop ended; returns whether a stop had been asked for.
     func end() -> Bool {
-        state.withLock {
-            $0.ended = true
-            return $0.stopRequested
-        }
+        ended.store(true, ordering: .sequentiallyConsistent)
+        return stopRequested.load(ordering: .sequentiallyConsistent)
     }
 
     /// Sends SIGUSR2 to the loop's thread every 10 ms (for at most 10 s) until the loop has ended.
-    /// A signal before `smfi_stop()` has taken effect only makes poll() start again.
+    /// A signal before `smfi_stop()` has taken effect only makes poll() start again; one just after
+    /// the loop ended finds the thread still there (it ends the process) and does nothing.
     func interruptUntilEnded() {
         for _ in 0..<1000 {
-            let ended = state.withLock { state in
-                if !state.ended, let thread = state.thread { pthread_kill(thread, SIGUSR2) }
-                return state.ended
-            }
-            if ended { return }
+            if ended.load(ordering: .sequentiallyConsistent) { return }
+            let loopThread = thread.load(ordering: .sequentiallyConsistent)
+            if loopThread != 0 { pthread_kill(loopThread, SIGUSR2) }
             usleep(10_000)
         }
     }
