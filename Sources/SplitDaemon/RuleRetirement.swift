@@ -8,7 +8,8 @@
 /// hands the memory back to the system (`malloc_trim`). It runs at normal priority: a thread at
 /// nice 19 would hold malloc's arena locks while descheduled.
 ///
-/// While it frees, glibc's fastbins are off (`mallopt(M_MXFAST, 0)`, then back to glibc's default).
+/// While it frees, glibc's fastbins are off (`mallopt(M_MXFAST, 0)`, then back to the setting in
+/// force: an administrator's `glibc.malloc.mxfast` tunable, else glibc's default).
 /// With them on, each freed small block waits in a fastbin, and the million of them are merged in
 /// one go (glibc's `malloc_consolidate`) by whichever thread next asks that arena for a larger
 /// block, holding the arena's lock while every other thread on the arena waits: after a reload that
@@ -31,8 +32,12 @@ enum RuleRetirement {
     /// How often a retiring rule set is asked whether it is the last copy.
     static let pollInterval: useconds_t = 100_000
 
-    /// glibc's default largest fastbin block, `DEFAULT_MXFAST` in its malloc.c: 64 × sizeof(size_t) / 4.
-    static let defaultMaxFast = Int32(64 * MemoryLayout<Int>.size / 4)
+    /// The largest fastbin block in force: the `glibc.malloc.mxfast` tunable the daemon was started
+    /// with, else glibc's default (`DEFAULT_MXFAST` in its malloc.c: 64 × sizeof(size_t) / 4).
+    static let maxFastInForce = Int32(
+        clamping: GlibcTunables.value(
+            of: "glibc.malloc.mxfast", in: getenv("GLIBC_TUNABLES").map { String(cString: $0) })
+            ?? 64 * MemoryLayout<Int>.size / 4)
 
     /// Frees `rules` on a new detached thread once no one else holds them.
     static func retire(_ rules: RuleSet, logger: Logger) {
@@ -56,7 +61,7 @@ enum RuleRetirement {
             while rules?.isOnlyCopy() == false { usleep(RuleRetirement.pollInterval) }
             _ = mallopt(M_MXFAST, 0)
             rules = nil
-            _ = mallopt(M_MXFAST, RuleRetirement.defaultMaxFast)
+            _ = mallopt(M_MXFAST, RuleRetirement.maxFastInForce)
             malloc_trim(0)
             logger.debug("the replaced rules are freed")
         }
