@@ -767,6 +767,12 @@ scenario_h() {
     send_alice_bob h3 || return
     expect_eq "h3 Google got only bob (the previous rules)" "<bob@gapps.example.org>" "$(sink_addrs google "$ID")"
 
+    # SIGUSR2 is the daemon's own interruption of libmilter's accept loop; sent from outside, it
+    # does nothing (its default action would end the process).
+    kill -USR2 "${INST_PIDS[milter-h]}"
+    sleep 0.2
+    expect_daemon_alive milter-h "h3 SIGUSR2 did not stop the daemon"
+
     # h4, h5: SIGTERM stops the daemon: exit status 0, and it removes its socket. SIGHUP stops
     # it as well: libmilter's signal thread treats HUP like TERM (an orderly stop; see
     # docs/postfix-milter.md, "Signals"), so SIGHUP cannot mean "reload" for a libmilter daemon,
