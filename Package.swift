@@ -33,22 +33,25 @@ let package = Package(
         .target(name: "CPostgresShim", linkerSettings: [.linkedLibrary("pq")]),
         // PURE: rule file language, per-recipient decisions, per-message plan. No I/O.
         .target(name: "SplitCore"),
+        // The one lock of both executables (a pthread mutex, which ThreadSanitizer sees).
+        .target(name: "SplitLock"),
         // The operating-system side shared by both executables: rule files on disk, sockets, logging.
         .target(name: "SplitSystem", dependencies: ["SplitCore", "CResolvShim", "CCryptoShim", logging]),
         // SHELL: the daemon's Prometheus metrics and their HTTP listener (/metrics, /ready, /health).
-        .target(name: "SplitMetrics", dependencies: ["SplitCore", "SplitSystem", prometheus, logging]),
+        .target(name: "SplitMetrics", dependencies: ["SplitCore", "SplitSystem", "SplitLock", prometheus, logging]),
         // SHELL: rules from PostgreSQL: the connection, the follower thread, the local cache.
         .target(name: "SplitDatabase", dependencies: ["SplitCore", "SplitSystem", "CPostgresShim", logging]),
         // SHELL: the only code that touches libmilter.
         .target(
             name: "SplitDaemon",
             dependencies: [
-                "CMilterShim", "SplitCore", "SplitSystem", "SplitMetrics", "SplitDatabase", "MilterProtocol", logging,
+                "CMilterShim", "SplitCore", "SplitSystem", "SplitLock", "SplitMetrics", "SplitDatabase", "MilterProtocol",
+                logging,
             ]),
         // PURE: the milter wire protocol (version 6) as frames and typed messages. No sockets.
         .target(name: "MilterProtocol"),
         // SHELL: the MTA side of a milter session over unix/inet sockets, built on MilterProtocol.
-        .target(name: "MilterClient", dependencies: ["MilterProtocol"]),
+        .target(name: "MilterClient", dependencies: ["MilterProtocol", "SplitLock"]),
         .executableTarget(
             name: "splitmilter",
             dependencies: [
@@ -57,11 +60,13 @@ let package = Package(
         .executableTarget(
             name: "milter-test",
             dependencies: [
-                "SplitCore", "SplitSystem", "SplitDatabase", "MilterProtocol", "MilterClient", argumentParser, logging,
+                "SplitCore", "SplitSystem", "SplitLock", "SplitDatabase", "MilterProtocol", "MilterClient", argumentParser,
+                logging,
             ]
         ),
         .testTarget(name: "SplitCoreTests", dependencies: ["SplitCore"]),
         .testTarget(name: "SplitSystemTests", dependencies: ["SplitSystem", "SplitCore"]),
+        .testTarget(name: "SplitLockTests", dependencies: ["SplitLock"]),
         .testTarget(name: "MilterProtocolTests", dependencies: ["MilterProtocol"]),
         .testTarget(name: "SplitMetricsTests", dependencies: ["SplitMetrics", "SplitCore"]),
         .testTarget(name: "SplitDatabaseTests", dependencies: ["SplitDatabase", "SplitCore", logging]),

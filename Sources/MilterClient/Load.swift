@@ -19,7 +19,7 @@
 
 import Foundation
 import MilterProtocol
-import Synchronization
+import SplitLock
 
 /// Checks the answers to one message: the problems, or nothing when they are right. Each worker
 /// has its own, so it may keep state across messages.
@@ -323,8 +323,8 @@ public enum MilterLoad {
 
     /// What the workers share: the next batch to take, and the tallies of finished workers.
     private final class Shared: Sendable {
-        let nextBatch = Mutex(0)
-        let tallies = Mutex<[Tally]>([])
+        let nextBatch = Locked(0)
+        let tallies = Locked<[Tally]>([])
     }
 
     /// A message's verdict as counted: `error` when the session failed first.

@@ -14,8 +14,8 @@
 
 import Logging
 import SplitCore
+import SplitLock
 import SplitMetrics
-import Synchronization
 
 public struct DaemonSettings: Sendable {
     public var rulesPath: String
@@ -41,7 +41,7 @@ struct Snapshot: Sendable {
 }
 
 final class DaemonRuntime: Sendable {
-    private let state = Mutex(
+    private let state = Locked(
         Snapshot(
             rules: .empty, counters: NoCounters(), providers: .empty,
             settings: DaemonSettings(rulesPath: "", marker: CopyMarker(instance: "splitmilter"), noReply: false),

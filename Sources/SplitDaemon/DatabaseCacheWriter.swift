@@ -14,8 +14,8 @@
 import Glibc
 import Logging
 import SplitCore
+import SplitLock
 import SplitSystem
-import Synchronization
 
 final class DatabaseCacheWriter: Sendable {
     private struct State {
@@ -26,7 +26,7 @@ final class DatabaseCacheWriter: Sendable {
     /// The pause after each write, in microseconds.
     static let pause: useconds_t = 1_000_000
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let path: String
     private let logger: Logger
 

@@ -10,15 +10,15 @@
 import Glibc
 import Logging
 import SplitCore
+import SplitLock
 import SplitSystem
-import Synchronization
 
 final class ProviderRefresher: Sendable {
     let dns: ResolverDNS
     let interval: Int
     let cachePath: String?
     /// Serialises refreshes: the schedule thread and a SIGUSR1 reload may ask at the same time.
-    private let refreshing = Mutex(())
+    private let refreshing = Locked(())
 
     init(dns: ResolverDNS, interval: Int, cachePath: String?) {
         self.dns = dns

@@ -20,9 +20,9 @@ import Glibc
 import Logging
 import SplitCore
 import SplitDatabase
+import SplitLock
 import SplitMetrics
 import SplitSystem
-import Synchronization
 
 final class RuleBuilder: Sendable {
     struct Inputs {
@@ -39,7 +39,7 @@ final class RuleBuilder: Sendable {
         var lists = DatabaseListParses()
     }
 
-    private let inputs = Mutex(Inputs())
+    private let inputs = Locked(Inputs())
 
     /// The first build, at start (before any thread): nil when the rules have errors (logged).
     func start(

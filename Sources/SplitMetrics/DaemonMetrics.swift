@@ -16,8 +16,8 @@
 import Glibc
 import Prometheus
 import SplitCore
+import SplitLock
 import SplitSystem
-import Synchronization
 
 public final class DaemonMetrics: Sendable {
     let registry: PrometheusCollectorRegistry
@@ -60,7 +60,7 @@ public final class DaemonMetrics: Sendable {
         var listed: Set<String> = []
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     public init() {
         let registry = PrometheusCollectorRegistry()
@@ -100,7 +100,7 @@ public final class DaemonMetrics: Sendable {
             descriptor: MetricNames.buildInfo.descriptor, labels: [("version", SplitmilterVersion.string)]
         )
         .set(to: 1)
-        state = Mutex(State(book: SectionBook(registry: registry)))
+        state = Locked(State(book: SectionBook(registry: registry)))
     }
 
     // MARK: The message path

@@ -20,8 +20,8 @@ import ArgumentParser
 import Foundation
 import MilterClient
 import MilterProtocol
+import SplitLock
 import SplitSystem
-import Synchronization
 
 extension MilterTest {
     struct Ping: ParsableCommand {
@@ -146,7 +146,7 @@ extension MilterTest {
 
         /// The probe's outcome, handed from its thread to the one waiting for it.
         private final class Handover: Sendable {
-            let outcome = Mutex<Outcome?>(nil)
+            let outcome = Locked<Outcome?>(nil)
             let done = DispatchSemaphore(value: 0)
         }
     }
