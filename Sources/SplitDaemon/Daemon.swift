@@ -159,6 +159,7 @@ public enum Daemon {
         notifier.ready(status: "rules: \(summary)")
         DaemonSignals.serve { failure in
             notifier.stopping()
+            ruleBuilder.flushCache()
             if let failure { logger.critical("\(failure)") } else { logger.info("stopped") }
             listener.removeFile()  // libmilter's stop has closed the socket itself
             exit(failure == nil ? 0 : 1)

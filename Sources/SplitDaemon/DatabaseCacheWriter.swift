@@ -8,7 +8,10 @@
 /// - At most one write a second (`pause`): encoding a million rows is ~0.3 s of CPU, which a burst
 ///   of changes must not spend again for every change on a machine that also carries the mail.
 ///   The cache may lag the rules in force by that second; a daemon started from it catches up from
-///   the database when it answers.
+///   the database when it answers. An orderly stop does not leave it lagging: `flush` writes the
+///   rows still waiting out the pause before the process ends.
+/// - Writes are one at a time (`file`'s lock, held from taking the rows to the rename), so an
+///   older write never lands after a newer one.
 /// - Without a thread (pthread_create failed) the rows are written on the caller's.
 
 import Glibc
@@ -27,6 +30,8 @@ final class DatabaseCacheWriter: Sendable {
     static let pause: useconds_t = 1_000_000
 
     private let state = Locked(State())
+    /// Held for each write, from taking the rows to the rename.
+    private let file = Locked(())
     private let path: String
     private let logger: Logger
 
@@ -46,15 +51,27 @@ final class DatabaseCacheWriter: Sendable {
         if DetachedThread.start({ self.drain() }) != 0 { drain() }
     }
 
+    /// Writes the rows not yet written now, after a write under way: for an orderly stop.
+    func flush() { writeNext(endingTheThread: false) }
+
     private func drain() {
-        while let rows = state.withLock({ state in
-            let rows = state.next
-            state.next = nil
-            if rows == nil { state.writing = false }
-            return rows
-        }) {
+        while writeNext(endingTheThread: true) { usleep(Self.pause) }
+    }
+
+    /// Writes the newest rows not yet written, if any; false when there were none (and then, for the
+    /// writer thread, it ends).
+    @discardableResult
+    private func writeNext(endingTheThread: Bool) -> Bool {
+        file.withLock { _ in
+            let rows = state.withLock { state in
+                let rows = state.next
+                state.next = nil
+                if rows == nil, endingTheThread { state.writing = false }
+                return rows
+            }
+            guard let rows else { return false }
             RuleBuilder.writeCache(rows, to: path, logger: logger)
-            usleep(Self.pause)
+            return true
         }
     }
 }

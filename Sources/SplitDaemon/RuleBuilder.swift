@@ -61,6 +61,10 @@ final class RuleBuilder: Sendable {
         }
     }
 
+    /// An orderly stop: the newest rows that made good rules on disk before the process ends (a
+    /// change in progress finishes first; the writer would otherwise still be pausing).
+    func flushCache() { inputs.withLock { $0.cache }?.flush() }
+
     /// SIGUSR1: the files from the disk, the rows as last followed. Returns a status line.
     func reload() -> String {
         let logger = runtime.logger
