@@ -394,6 +394,12 @@ check_propagation() {
     same "every propagation within $BOUND_MS ms" "" "$(printf '%s\n' "${LATE[@]}" | head -n 20)"
     expect_everywhere "rows up to the last change" splitmilter_database_change "$last"
     agreed_sha "one rules_info sha256 on all three after the changes"
+    # Stopped at once after the last change: the cache writer, which writes at most once a second,
+    # still holds the newest rows; an orderly stop writes them before the process ends.
+    milter_stop milter-mx2 || bad "mx2's daemon stops on SIGTERM" "exit within 6 s" "SIGKILL was needed"
+    same "mx2 stopped right after the last change: its cache file holds that change" "change $last" \
+        "$(sed -n 2p "$R/mx2/state/database.cache")"
+    start_daemon mx2 || { bad "mx2's daemon starts again" "listening" "see above"; return; }
     mail_round prop "carol-$CHANGES@gapps.example.org"
 }
 
