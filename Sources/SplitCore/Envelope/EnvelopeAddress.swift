@@ -91,26 +91,37 @@ public enum EnvelopeAddressParser {
     /// an `@`, `%`, `!`, quote, control character or route into a copy target.
     public static func parse(_ raw: String) -> Result<EnvelopeAddress, AddressProblem> {
         var raw = raw
-        return raw.withUTF8 { parse(bytes: $0).map(\.address) }
+        return raw.withUTF8 {
+            switch parse(bytes: $0) {
+            case .parsed(let address, _): .success(address)
+            case .unusable(let problem): .failure(problem)
+            }
+        }
+    }
+
+    /// What `parse(bytes:)` makes of an argument: a concrete enum, where a `Result` of a tuple was
+    /// copied and freed through generic value witnesses for every recipient.
+    enum Parsed {
+        /// `isBracketed`: the bytes are exactly `<` + the address's `description` + `>`.
+        case parsed(EnvelopeAddress, isBracketed: Bool)
+        case unusable(AddressProblem)
     }
 
     /// The same for the argument's bytes; `isBracketed` says that they are exactly `<` + the
     /// address's `description` + `>` (as Postfix sends nearly every one), so that the caller need not
     /// keep them as a second string.
-    static func parse(
-        bytes: UnsafeBufferPointer<UInt8>
-    ) -> Result<(address: EnvelopeAddress, isBracketed: Bool), AddressProblem> {
-        if bytes.count > maximumAddressLength { return .failure(.tooLong(bytes.count)) }
+    static func parse(bytes: UnsafeBufferPointer<UInt8>) -> Parsed {
+        if bytes.count > maximumAddressLength { return .unusable(.tooLong(bytes.count)) }
         var body = bytes[...]
         body.trimBlanks()
         if body.first == UInt8(ascii: "<") {
             guard body.last == UInt8(ascii: ">"), body.count >= 2 else {
-                return .failure(.malformed("unbalanced angle brackets"))
+                return .unusable(.malformed("unbalanced angle brackets"))
             }
             body = body.dropFirst().dropLast()
             body.trimBlanks()
         }
-        if body.isEmpty { return .failure(.empty) }
+        if body.isEmpty { return .unusable(.empty) }
         // One pass for what makes an argument unusable, reported in this order below.
         var control = false
         var quote = false
@@ -131,28 +142,26 @@ public enum EnvelopeAddressParser {
                 lastAt = index
             }
         }
-        if control { return .failure(.unsafeLocalPart("control character")) }
-        if body.first == UInt8(ascii: "@") { return .failure(.sourceRoute) }
-        if quote { return .failure(.quotedLocalPart) }
-        if angle { return .failure(.malformed("angle bracket inside address")) }
+        if control { return .unusable(.unsafeLocalPart("control character")) }
+        if body.first == UInt8(ascii: "@") { return .unusable(.sourceRoute) }
+        if quote { return .unusable(.quotedLocalPart) }
+        if angle { return .unusable(.malformed("angle bracket inside address")) }
         guard let at = lastAt else {
             if let problem = LocalPartCharacters.problem(in: body) {
-                return .failure(.unsafeLocalPart(problem))
+                return .unusable(.unsafeLocalPart(problem))
             }
             let local = String(decoding: body, as: UTF8.self)
-            return .success(
-                (
-                    EnvelopeAddress(localPart: local, domain: "", description: local, hasCapitals: hasCapital(body)),
-                    isBracketed(body, in: bytes)
-                ))
+            return .parsed(
+                EnvelopeAddress(localPart: local, domain: "", description: local, hasCapitals: hasCapital(body)),
+                isBracketed: isBracketed(body, in: bytes))
         }
         let local = body[body.startIndex..<at]
         var domain = body[(at + 1)...]
-        if domain.first == UInt8(ascii: "[") { return .failure(.addressLiteral) }
+        if domain.first == UInt8(ascii: "[") { return .unusable(.addressLiteral) }
         if domain.last == UInt8(ascii: ".") { domain = domain.dropLast() }
-        if let problem = DomainName.problem(in: domain) { return .failure(.malformed(problem)) }
+        if let problem = DomainName.problem(in: domain) { return .unusable(.malformed(problem)) }
         if let problem = LocalPartCharacters.problem(in: local) {
-            return .failure(.unsafeLocalPart(problem))
+            return .unusable(.unsafeLocalPart(problem))
         }
         // Both parts are ASCII now (checked): the domain is lower-cased byte by byte, and the whole
         // address is written into one buffer.
@@ -180,13 +189,11 @@ public enum EnvelopeAddressParser {
             whole = String(decoding: spelled, as: UTF8.self)
             bracketed = isBracketed(spelled, in: bytes)
         }
-        return .success(
-            (
-                EnvelopeAddress(
-                    localPart: String(decoding: local, as: UTF8.self), domain: domainText, description: whole,
-                    hasCapitals: hasCapital(local)),
-                bracketed
-            ))
+        return .parsed(
+            EnvelopeAddress(
+                localPart: String(decoding: local, as: UTF8.self), domain: domainText, description: whole,
+                hasCapitals: hasCapital(local)),
+            isBracketed: bracketed)
     }
 
     /// True when `inner`, a slice of `bytes`, is all of it but a `<` before and a `>` after.

@@ -100,26 +100,50 @@ public final class RecipientDecision: Sendable, Hashable {
     public let copies: PlannedTargets
     /// The rewrite the rules decide, shadow rules included: `.shadow` when a shadow rule decided it.
     public let rewrite: PlannedTarget?
-    /// The live rewrite that a shadow `rewrite` takes the place of: sent now (`.superseded`).
-    public let supersededRewrite: PlannedTarget?
-    /// Why a matched recipient gets less than its rules say (unsafe local part, bad rendering, …).
-    public let problems: [String]
-    /// The same, for what shadow rules would do.
-    public let shadowProblems: [String]
     /// The RCPT answer. A refused recipient has no copies and no rewrite.
     public let verdict: Verdict
-    /// What a shadow guard would have answered, when it would refuse (never `.accept`): the
-    /// recipient is accepted. nil when a live guard refused: shadow rules do nothing then.
-    public var shadowRefusal: Verdict? { shadowRefusalBox?.verdict }
-    /// Boxed: a verdict is five words, and nearly every decision has none to keep.
-    private let shadowRefusalBox: VerdictBox?
-    /// Why a guard let the recipient through (trusted client, allowed network, …), for logs and explain.
-    public let guardNote: String?
-    /// A guard would have refused the recipient, but the client is a local submission, which Postfix
-    /// cannot refuse at RCPT (`ClientContext.isLocalSubmission`): accepted, and `guardNote` says so.
-    public let guardWaived: Bool
     /// Some shadow rule decided something for this recipient: a target, a problem or a refusal.
     public let involvesShadow: Bool
+    /// What few decisions have (a problem, a guard's note, a shadow rule's effect), in one object
+    /// that nearly every decision goes without: a decision is made and freed for every recipient of
+    /// every message, and each field it holds is work at both ends.
+    private let unusual: Unusual?
+
+    /// The live rewrite that a shadow `rewrite` takes the place of: sent now (`.superseded`).
+    public var supersededRewrite: PlannedTarget? { unusual?.supersededRewrite }
+    /// Why a matched recipient gets less than its rules say (unsafe local part, bad rendering, …).
+    public var problems: [String] { unusual?.problems ?? [] }
+    /// The same, for what shadow rules would do.
+    public var shadowProblems: [String] { unusual?.shadowProblems ?? [] }
+    /// What a shadow guard would have answered, when it would refuse (never `.accept`): the
+    /// recipient is accepted. nil when a live guard refused: shadow rules do nothing then.
+    public var shadowRefusal: Verdict? { unusual?.shadowRefusal }
+    /// Why a guard let the recipient through (trusted client, allowed network, …), for logs and explain.
+    public var guardNote: String? { unusual?.guardNote }
+    /// A guard would have refused the recipient, but the client is a local submission, which Postfix
+    /// cannot refuse at RCPT (`ClientContext.isLocalSubmission`): accepted, and `guardNote` says so.
+    public var guardWaived: Bool { unusual?.guardWaived ?? false }
+
+    private final class Unusual: Sendable {
+        let supersededRewrite: PlannedTarget?
+        let problems: [String]
+        let shadowProblems: [String]
+        let shadowRefusal: Verdict?
+        let guardNote: String?
+        let guardWaived: Bool
+
+        init(
+            supersededRewrite: PlannedTarget?, problems: [String], shadowProblems: [String], shadowRefusal: Verdict?,
+            guardNote: String?, guardWaived: Bool
+        ) {
+            self.supersededRewrite = supersededRewrite
+            self.problems = problems
+            self.shadowProblems = shadowProblems
+            self.shadowRefusal = shadowRefusal
+            self.guardNote = guardNote
+            self.guardWaived = guardWaived
+        }
+    }
 
     /// `recipient` is nil when argv[0] is `<` + `address` + `>` (see `spelledRecipient`).
     init(
@@ -136,14 +160,17 @@ public final class RecipientDecision: Sendable, Hashable {
         self.selection = selection
         self.copies = copies
         self.rewrite = rewrite
-        self.supersededRewrite = supersededRewrite
-        self.problems = problems
-        self.shadowProblems = shadowProblems
         self.verdict = verdict
-        shadowRefusalBox = shadowRefusal.map(VerdictBox.init)
-        self.guardNote = guardNote
-        self.guardWaived = guardWaived
         self.involvesShadow = involvesShadow
+        var usual =
+            supersededRewrite == nil && problems.isEmpty && shadowProblems.isEmpty && guardNote == nil && !guardWaived
+        if case .some = shadowRefusal { usual = false }
+        unusual =
+            usual
+            ? nil
+            : Unusual(
+                supersededRewrite: supersededRewrite, problems: problems, shadowProblems: shadowProblems,
+                shadowRefusal: shadowRefusal, guardNote: guardNote, guardWaived: guardWaived)
     }
 
     /// The rewrite sent now: the live one, also when a shadow rewrite would take its place.
@@ -225,11 +252,22 @@ extension RuleSet {
         let dsn = parameters.isEmpty ? RecipientParameters() : RecipientParameters.parse(parameters)
         // Made at most once, and only when needed.
         lazy var recipient = spelled ?? String(decoding: bytes, as: UTF8.self)
+        /// `guarded` nil: no guard applies, the recipient is accepted with nothing to note (as
+        /// nearly every one is; a guard's outcome is several optional values to copy and free).
         func outcome(
             _ address: EnvelopeAddress?, bracketed: Bool = false, _ position: Int? = nil,
             _ selection: Selection = .noSection, targets: Targets = Targets(),
-            guarded: GuardCheck.Outcome = .accepted
+            guarded: GuardCheck.Outcome? = nil
         ) -> RecipientDecision {
+            guard let guarded else {
+                return RecipientDecision(
+                    recipient: bracketed ? nil : recipient, parameters: dsn, address: address,
+                    sectionPosition: position,
+                    selection: selection, copies: targets.copies, rewrite: targets.rewrite,
+                    supersededRewrite: targets.supersededRewrite, problems: targets.problems,
+                    shadowProblems: targets.shadowProblems, verdict: .accept, shadowRefusal: nil, guardNote: nil,
+                    guardWaived: false, involvesShadow: targets.involvesShadow)
+            }
             let refused = guarded.verdict != .accept
             return RecipientDecision(
                 recipient: bracketed ? nil : recipient, parameters: dsn,
@@ -247,9 +285,9 @@ extension RuleSet {
         let address: EnvelopeAddress
         let bracketed: Bool
         switch EnvelopeAddressParser.parse(bytes: bytes) {
-        case .success(let parsed):
-            (address, bracketed) = parsed
-        case .failure(let problem):
+        case .parsed(let recipientAddress, let isBracketed):
+            (address, bracketed) = (recipientAddress, isBracketed)
+        case .unusable(let problem):
             // Only a recipient of a domain we have rules for deserves a word about why it got none,
             // and its domain's guards decide it: an unusable spelling must not escape them.
             guard let position = unusableSection(recipient, resolved: resolved) else { return outcome(nil) }
@@ -375,11 +413,6 @@ extension RuleSet {
     }
 }
 
-final class VerdictBox: Sendable {
-    let verdict: Verdict
-    init(_ verdict: Verdict) { self.verdict = verdict }
-}
-
 /// A recipient's copy and rewrite targets while they are rendered, and what kept any from it.
 struct Targets {
     var copies = PlannedTargets()
@@ -396,16 +429,26 @@ struct Targets {
         _ rule: CopyRule, _ standing: PlannedTarget.Standing, _ parts: RecipientParts, recipient: String
     ) {
         if standing != .live { involvesShadow = true }
-        for template in rule.targets {
-            switch template.render(parts) {
-            case .success(let target) where target.identity == recipient:
-                problem(
-                    "copy target \(target) is the recipient itself (\(rule.reference.location.fileAndLine))", standing)
-            case .success(let target):
-                copies.append(PlannedTarget(address: target, rule: rule.reference, standing: standing))
-            case .failure(let why):
-                problem("no copy: \(why) (\(rule.reference.location.fileAndLine))", standing)
-            }
+        // The one target nearly every rule has is taken as it is: a loop over the list copied the
+        // rule's storage out at every step.
+        if let only = rule.targets.only {
+            addCopy(only, rule, standing, parts, recipient: recipient)
+        } else {
+            for template in rule.targets { addCopy(template, rule, standing, parts, recipient: recipient) }
+        }
+    }
+
+    private mutating func addCopy(
+        _ template: AddressTemplate, _ rule: CopyRule, _ standing: PlannedTarget.Standing, _ parts: RecipientParts,
+        recipient: String
+    ) {
+        switch template.render(parts) {
+        case .success(let target) where target.identity == recipient:
+            problem("copy target \(target) is the recipient itself (\(rule.reference.location.fileAndLine))", standing)
+        case .success(let target):
+            copies.append(PlannedTarget(address: target, rule: rule.reference, standing: standing))
+        case .failure(let why):
+            problem("no copy: \(why) (\(rule.reference.location.fileAndLine))", standing)
         }
     }
 
