@@ -38,6 +38,7 @@ enum Callbacks {
         }
         d.xxfi_connect = { ctx, hostName, address in
             Callbacks.guarded(ctx, .connect) { _, session in
+                guard session.filter.readsClient else { return .proceed }
                 let endpoint = address.flatMap(Callbacks.ipAddress)
                 session.filter.connect(
                     hostName: hostName.map { String(cString: $0) }, address: endpoint?.address, port: endpoint?.port)
@@ -46,7 +47,8 @@ enum Callbacks {
         }
         d.xxfi_envfrom = { ctx, _ in
             Callbacks.guarded(ctx, .mail) { ctx, session in
-                session.filter.mail(authenticatedAs: Libmilter.macro(ctx, "{auth_authen}"))
+                let filter = session.filter
+                filter.mail(authenticatedAs: filter.readsClient ? Libmilter.macro(ctx, "{auth_authen}") : nil)
                 return .proceed
             }
         }

@@ -238,25 +238,33 @@ public struct MessagePlan: Sendable {
     public func edits<Sink: EditSink>(
         marker: CopyMarker?, shadowRulesLive: Bool, into sink: inout Sink
     ) throws(Sink.Failure) {
+        var sets = EditSets()
+        try edits(marker: marker, shadowRulesLive: shadowRulesLive, into: &sink, sets: &sets)
+    }
+
+    /// The same with the sets it fills lent by the caller: a session lends the same ones to every
+    /// message, which then makes none.
+    func edits<Sink: EditSink>(
+        marker: CopyMarker?, shadowRulesLive: Bool, into sink: inout Sink, sets: inout EditSets
+    ) throws(Sink.Failure) {
         func planned(_ decision: RecipientDecision) -> Bool { !shadowRulesLive || decision.shadowRefusal == nil }
         func rewrite(_ decision: RecipientDecision) -> PlannedTarget? {
             shadowRulesLive ? decision.rewrite : decision.sentRewrite
         }
-        var deleted = FewStrings(expected: decisions.count)
-        // The recipients that stay, then every address added: nothing is added twice.
-        var present = FewStrings(expected: decisions.count * 2)
+        sets.empty(expecting: decisions.count)
+        defer { sets.empty(expecting: 0) }
         for decision in decisions where planned(decision) {
             if rewrite(decision) != nil {
                 let recipient = decision.recipient
-                if deleted.insert(recipient) { try sink.deleteRecipient(recipient) }
+                if sets.deleted.insert(recipient) { try sink.deleteRecipient(recipient) }
             } else {
-                _ = present.insert(decision.identity)
+                _ = sets.present.insert(decision.identity)
             }
         }
         // A recipient sent twice, once rewritten and once not, stays: its delete cancels both records.
         for decision in decisions where planned(decision) {
             guard let target = rewrite(decision) else { continue }
-            if present.insert(target.address.identity) {
+            if sets.present.insert(target.address.identity) {
                 try sink.add(
                     Addition(kind: .rewrite, target: target, decision: decision),
                     parameters: rewriteParameters(decision))
@@ -273,7 +281,7 @@ public struct MessagePlan: Sendable {
                 {
                     if carriesMarker {
                         sink.skip(Skip(target: target, decision: decision, reason: "message was already copied here"))
-                    } else if present.insert(target.address.identity) {
+                    } else if sets.present.insert(target.address.identity) {
                         try sink.add(
                             Addition(kind: .copy, target: target, decision: decision),
                             parameters: copyParameters(decision))
@@ -318,6 +326,19 @@ public struct MessagePlan: Sendable {
     }
 }
 
+/// What `MessagePlan.edits` fills: the recipients deleted, and the recipients that stay and every
+/// address added (nothing is added twice).
+struct EditSets {
+    var deleted = FewStrings()
+    var present = FewStrings()
+
+    /// Empty, with room for a message of `recipients`; what was made for earlier messages is kept.
+    mutating func empty(expecting recipients: Int) {
+        deleted.empty(room: recipients)
+        present.empty(room: recipients * 2)
+    }
+}
+
 /// A set of strings sized for a message's recipients: a scan of an array while it holds few (a
 /// message has one or two recipients more often than not, and a scan compares no hashes), a hash
 /// set once it holds more. The array is made once, at its full size, at the first insert: growing
@@ -328,10 +349,15 @@ struct FewStrings {
     /// and that test reads no byte of either.
     private var few: [(length: Int, text: String)] = []
     private var many: Set<String>?
-    private let room: Int
+    private var room = 1
 
-    /// Room for `expected` strings before any array grows.
-    init(expected: Int) { room = min(max(expected, 1), Self.scanLimit) }
+    /// Empty, with room for `expected` strings before any array grows; the array made for earlier
+    /// strings is kept (a set made for many is let go).
+    mutating func empty(room expected: Int) {
+        few.removeAll(keepingCapacity: true)
+        many = nil
+        room = min(max(expected, 1), Self.scanLimit)
+    }
 
     /// Inserts `text`; false when it was already there.
     mutating func insert(_ text: String) -> Bool {
@@ -339,7 +365,7 @@ struct FewStrings {
         let length = text.utf8.count
         for entry in few where entry.length == length && entry.text == text { return false }
         if few.count < Self.scanLimit {
-            if few.isEmpty { few.reserveCapacity(room) }
+            if few.capacity < room { few.reserveCapacity(room) }
             few.append((length, text))
         } else {
             var set = Set<String>(minimumCapacity: 2 * Self.scanLimit)

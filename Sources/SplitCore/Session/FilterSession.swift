@@ -70,11 +70,16 @@ public final class FilterSession {
     // Exclusivity is not checked at run time on this state: libmilter never runs two callbacks of
     // one connection at once, and the checks cost more per message than the work they guard.
     @exclusivity(unchecked) public private(set) var plan = MessagePlan()
-    /// The client as xxfi_connect gave it (nil address and port for a non-IP client).
+    /// The client as xxfi_connect gave it (nil address and port for a non-IP client); `.unknown`
+    /// when the rules do not read it (`readsClient`).
     @exclusivity(unchecked) public private(set) var client = ClientContext.unknown
     /// Set when the plan could not hold every recipient, or a no-reply step failed: the message is
     /// then refused at end of message rather than delivered without its edits.
     @exclusivity(unchecked) public private(set) var failure: String?
+    /// What end of message fills and empties again, lent to every message of the connection so
+    /// that none makes its own: the plan's sets of addresses, the outcomes to count.
+    @exclusivity(unchecked) var editSets = EditSets()
+    @exclusivity(unchecked) var outcomes: [(outcome: RecipientOutcome, section: Int?)] = []
 
     public init(
         rules: RuleSet, providers: ProviderNetworks, marker: CopyMarker, log: any SessionLog,
@@ -87,13 +92,21 @@ public final class FilterSession {
         self.counters = counters
     }
 
+    /// Whether the rules read the client at all: only a guard does (`RuleSet.checksRecipients`).
+    /// Without one the session keeps none (`client` stays `.unknown`): nothing is made at CONNECT
+    /// and MAIL, nothing but an empty value handed to every RCPT, and the shell need not ask the MTA
+    /// for the client's login.
+    public var readsClient: Bool { rules.checksRecipients }
+
     public func connect(hostName: String?, address: IPAddress?, port: UInt16?) {
+        guard readsClient else { return }
         client = ClientContext(address: address, port: port, hostName: hostName, authenticatedAs: nil)
     }
 
     /// MAIL: a new message. `authenticatedAs` is `{auth_authen}`.
     public func mail(authenticatedAs: String?) {
         reset()
+        guard readsClient else { return }
         client = ClientContext(
             address: client.address, port: client.port, hostName: client.hostName, authenticatedAs: authenticatedAs)
     }
@@ -177,10 +190,12 @@ public final class FilterSession {
             }
         }
         let logsEdits = log.isEnabled(.info)
-        var sender = EditSender(actions: actions, expected: plan.decisions.count, keepsForLog: logsEdits)
-        try plan.edits(marker: marker, shadowRulesLive: false, into: &sender)
+        var sender = EditSender(
+            actions: actions, outcomes: take(&outcomes), expected: plan.decisions.count, keepsForLog: logsEdits)
+        try plan.edits(marker: marker, shadowRulesLive: false, into: &sender, sets: &editSets)
         let shadow = plan.shadowEdits(marker: marker)
         count(sender.outcomes, shadow: shadow)
+        outcomes = sender.emptiedOutcomes()
         guard logsEdits else { return .proceed }
         let queueID = Self.queueID(actions)
         logEdits(sender.additions, sender.skipped, queueID: queueID, mark: "")
@@ -280,10 +295,21 @@ struct EditSender: EditSink {
     private(set) var additions: [MessagePlan.Addition] = []
     private(set) var skipped: [MessagePlan.Skip] = []
 
-    init(actions: some MilterActions, expected recipients: Int, keepsForLog: Bool) {
+    /// `outcomes` is an empty array to fill, lent by the session (`emptiedOutcomes` gives it back).
+    init(
+        actions: some MilterActions, outcomes: [(outcome: RecipientOutcome, section: Int?)], expected recipients: Int,
+        keepsForLog: Bool
+    ) {
         self.actions = actions
         self.keepsForLog = keepsForLog
-        outcomes.reserveCapacity(recipients)
+        self.outcomes = outcomes
+        self.outcomes.reserveCapacity(recipients)
+    }
+
+    /// The outcomes' array, emptied, for the next message.
+    mutating func emptiedOutcomes() -> [(outcome: RecipientOutcome, section: Int?)] {
+        outcomes.removeAll(keepingCapacity: true)
+        return take(&outcomes)
     }
 
     mutating func deleteRecipient(_ recipient: String) throws { try actions.deleteRecipient(recipient) }
@@ -300,4 +326,12 @@ struct EditSender: EditSink {
     }
 
     mutating func addHeader(name: String, value: String) throws { try actions.addHeader(name: name, value: value) }
+}
+
+/// The value of `variable`, leaving an empty one in its place: the array moves without a copy.
+@inline(__always)
+func take<Element>(_ variable: inout [Element]) -> [Element] {
+    var taken: [Element] = []
+    swap(&taken, &variable)
+    return taken
 }
