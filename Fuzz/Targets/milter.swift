@@ -13,7 +13,9 @@
 ///      connect, macro lists, which are re-joined with blanks);
 ///   3. a whole session run against these frames as the milter's answers never traps and renders
 ///      its transcript;
-///   4. a parsed message's header names are printable and colon-free, its body made of CRLF lines.
+///   4. a parsed message's header names are printable and colon-free, its body made of CRLF lines;
+///   5. a payload read in place (`PayloadFields`, as the native engine reads commands) gives the
+///      fields the codec gives: a recipient and its arguments, each macro's value by its name.
 
 import MilterProtocol
 
@@ -94,6 +96,47 @@ func checkCodec(_ frame: Frame) {
         })
 }
 
+/// Property 5 for one frame.
+func checkFields(_ frame: Frame) {
+    guard let command = try? Command(frame) else { return }
+    frame.payload.withUnsafeBytes { payload in
+        switch command {
+        case .recipient(let recipient, let arguments):
+            var fields = PayloadFields(payload)
+            var read: [String] = []
+            while let field = fields.string() { read.append(field) }
+            require(read == [recipient] + arguments, "fields \(read) of a RCPT decoded as \(recipient) \(arguments)")
+            require(fields.isAtEnd, "RCPT fields end before the payload")
+        case .macros(_, let macros) where stringsKeepTheirBytes(frame.payload):
+            let list = UnsafeRawBufferPointer(rebasing: payload.dropFirst())
+            for macro in macros {
+                let expected = macros.first { sameMacro($0.name, macro.name) }?.value
+                let found = PayloadFields.macro(macro.name, in: list)
+                require(
+                    found == expected,
+                    "macro \(macro.name): \(found ?? "nil") read in place, \(expected ?? "nil") decoded")
+            }
+        default:
+            break
+        }
+    }
+}
+
+/// libmilter's rule: a name matches itself, and `x` matches `{x}` for one character.
+func sameMacro(_ left: String, _ right: String) -> Bool {
+    func bare(_ name: String) -> String? {
+        let bytes = Array(name.utf8)
+        if bytes.count == 1 { return name }
+        if bytes.count == 3, bytes[0] == UInt8(ascii: "{"), bytes[2] == UInt8(ascii: "}") {
+            return String(decoding: bytes[1...1], as: UTF8.self)
+        }
+        return nil
+    }
+    if Array(left.utf8) == Array(right.utf8) { return true }
+    guard let one = bare(left), let other = bare(right) else { return false }
+    return Array(one.utf8) == Array(other.utf8)
+}
+
 let transaction = Transaction(
     clientName: "client.example.net", client: .inet("192.0.2.1", port: 40000), helo: "client.example.net",
     sender: Transaction.Address("alice@example.org", arguments: ["SIZE=100"]),
@@ -109,7 +152,10 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let cut = bytes.isEmpty ? 0 : Int(bytes[0]) % (bytes.count + 1)
     let (framesInPieces, errorInPieces) = decode(bytes, cuts: [cut])
     require(frames == framesInPieces && error == errorInPieces, "cut at \(cut): other frames or another error")
-    for frame in frames { checkCodec(frame) }
+    for frame in frames {
+        checkCodec(frame)
+        checkFields(frame)
+    }
     let transcript = Conversation.run(transaction, over: Replay(answers: frames))
     _ = transcript.text(macros: true)
     let transcripts = Conversation.run(messages: [transaction, transaction], over: Replay(answers: frames))

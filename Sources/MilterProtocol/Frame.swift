@@ -66,8 +66,22 @@ public struct FrameDecoder: Sendable {
         buffer.append(contentsOf: bytes)
     }
 
+    /// The same for bytes a read() put in memory: copied in one piece.
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        buffer.append(contentsOf: bytes)
+    }
+
     /// The next complete frame, or nil if more bytes are needed.
     public mutating func nextFrame() throws -> Frame? {
+        try withNextFrame { Frame(code: $0, payload: Array($1)) }
+    }
+
+    /// The next complete frame's code and payload handed to `body` where they lie in the buffer
+    /// (no copy is made; the payload is valid only during the call), or nil if more bytes are
+    /// needed. The frame is consumed whether or not `body` throws.
+    public mutating func withNextFrame<Result>(
+        _ body: (UInt8, UnsafeRawBufferPointer) throws -> Result
+    ) throws -> Result? {
         if let failure { throw failure }
         guard bufferedCount >= 4 else { return nil }
         let length = buffer[start..<start + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
@@ -80,10 +94,14 @@ public struct FrameDecoder: Sendable {
         let (total, overflow) = frameLength.addingReportingOverflow(4)
         guard !overflow else { return try fail(.frameTooLong(length: length, limit: maximumLength)) }
         guard bufferedCount >= total else { return nil }
-        let frame = Frame(code: buffer[start + 4], payload: Array(buffer[(start + 5)..<(start + total)]))
-        start += total
-        compact()
-        return frame
+        let first = start
+        defer {
+            start = first + total
+            compact()
+        }
+        return try buffer.withUnsafeBytes { bytes in
+            try body(bytes[first + 4], UnsafeRawBufferPointer(rebasing: bytes[(first + 5)..<(first + total)]))
+        }
     }
 
     /// Every complete frame buffered so far.
@@ -93,7 +111,7 @@ public struct FrameDecoder: Sendable {
         return frames
     }
 
-    private mutating func fail(_ error: ProtocolError) throws -> Frame? {
+    private mutating func fail<Nothing>(_ error: ProtocolError) throws -> Nothing? {
         failure = error
         throw error
     }

@@ -117,3 +117,77 @@ struct PayloadWriter {
 
     mutating func raw(_ value: [UInt8]) { bytes.append(contentsOf: value) }
 }
+
+/// A payload read field by field where it lies (`FrameDecoder.withNextFrame`): NUL-terminated
+/// fields, single bytes and big-endian words, never past its end. A milter reads the commands'
+/// fields this way without making a string of any it does not need.
+public struct PayloadFields {
+    private let payload: UnsafeRawBufferPointer
+    private var offset = 0
+
+    public init(_ payload: UnsafeRawBufferPointer) { self.payload = payload }
+
+    public var isAtEnd: Bool { offset >= payload.count }
+
+    /// The next NUL-terminated field, without its NUL; nil when none is left, or the rest of the
+    /// payload has no NUL (then nothing is consumed).
+    public mutating func field() -> UnsafeRawBufferPointer? {
+        guard offset < payload.count else { return nil }
+        var end = offset
+        while end < payload.count, payload[end] != 0 { end += 1 }
+        guard end < payload.count else { return nil }
+        defer { offset = end + 1 }
+        return UnsafeRawBufferPointer(rebasing: payload[offset..<end])
+    }
+
+    /// The next field as a string (UTF-8, repaired as `String(decoding:)` does).
+    public mutating func string() -> String? { field().map { String(decoding: $0, as: UTF8.self) } }
+
+    public mutating func byte() -> UInt8? {
+        guard payload.count - offset >= 1 else { return nil }
+        defer { offset += 1 }
+        return payload[offset]
+    }
+
+    public mutating func uint16() -> UInt16? {
+        guard payload.count - offset >= 2 else { return nil }
+        defer { offset += 2 }
+        return UInt16(payload[offset]) << 8 | UInt16(payload[offset + 1])
+    }
+
+    public mutating func uint32() -> UInt32? {
+        guard payload.count - offset >= 4 else { return nil }
+        defer { offset += 4 }
+        return UInt32(payload[offset]) << 24 | UInt32(payload[offset + 1]) << 16 | UInt32(payload[offset + 2]) << 8
+            | UInt32(payload[offset + 3])
+    }
+
+    /// The value of macro `name` in a SMFIC_MACRO payload after its command byte (name, value,
+    /// name, value, …), as libmilter's `smfi_getsymval` finds it: a one-letter name matches with
+    /// or without braces (`i`, `{i}`), either way round.
+    public static func macro(_ name: String, in payload: UnsafeRawBufferPointer) -> String? {
+        var wanted = name
+        return wanted.withUTF8 { wanted in
+            var fields = PayloadFields(payload)
+            while let key = fields.field() {
+                guard let value = fields.field() else { return nil }
+                if macroNamesMatch(UnsafeRawBufferPointer(wanted), key) {
+                    return String(decoding: value, as: UTF8.self)
+                }
+            }
+            return nil
+        }
+    }
+
+    /// `{x}` and `x` are one macro when `x` is one character; anything else matches only itself.
+    static func macroNamesMatch(_ left: UnsafeRawBufferPointer, _ right: UnsafeRawBufferPointer) -> Bool {
+        if left.elementsEqual(right) { return true }
+        func bare(_ name: UnsafeRawBufferPointer) -> UInt8? {
+            if name.count == 1 { return name[0] }
+            if name.count == 3, name[0] == UInt8(ascii: "{"), name[2] == UInt8(ascii: "}") { return name[1] }
+            return nil
+        }
+        guard let one = bare(left), let other = bare(right) else { return false }
+        return one == other
+    }
+}
