@@ -35,6 +35,8 @@ public struct DaemonOptions: Sendable {
     public var metrics: MetricsAddress?
     /// The `--database` settings file: `pgsql:` lists come from PostgreSQL; nil: no database.
     public var database: String?
+    /// What speaks the milter protocol: libmilter, or splitmilter's own engine (`NativeEngine`).
+    public var engine = MilterEngine.libmilter
 
     public init(
         rulesPath: String, socket: MilterEndpoint, socketMode: UInt32, socketGroup: String?, instance: String,
@@ -71,6 +73,13 @@ public enum NoReplyMode: String, Sendable, CaseIterable {
         case .auto: if case .unix = socket { true } else { false }
         }
     }
+}
+
+/// What serves the milter protocol.
+public enum MilterEngine: String, Sendable, CaseIterable {
+    case libmilter
+    /// splitmilter's own (`NativeEngine`): fewer system calls per message.
+    case native
 }
 
 public enum Daemon {
@@ -115,11 +124,13 @@ public enum Daemon {
             listener.removeFile()
         }
         do {
-            try Libmilter.setConnection("fd:\(listener.fd)")
-            // libmilter's own default is 7,210 s: a stalled peer would hold a thread for two hours.
-            try Libmilter.setTimeout(options.timeout)
-            try Libmilter.register(Callbacks.description())
-            try Libmilter.openSocket()
+            if options.engine == .libmilter {
+                try Libmilter.setConnection("fd:\(listener.fd)")
+                // libmilter's own default is 7,210 s: a stalled peer would hold a thread for two hours.
+                try Libmilter.setTimeout(options.timeout)
+                try Libmilter.register(Callbacks.description())
+                try Libmilter.openSocket()
+            }
             // Bound before root is given up, like the milter socket (a port below 1024 needs root).
             // Its thread is the first; it gives up root with the rest of the process (glibc's
             // setuid changes every thread) and reads nothing but memory and its sockets.
@@ -148,21 +159,26 @@ public enum Daemon {
             notifier.ready(status: status)
         }
         if resolvesSPF { refresher.runSchedule() }
+        let engine = options.engine == .native ? "" : "; protocol by libmilter"
         let noReply = options.noReply.enabled(for: options.socket) ? "; no-reply steps on" : ""
         let user = account.map { " as user \($0.name)" } ?? ""
         let dryRun = options.dryRun ? "; dry run: no edits, no refusals" : ""
         let metrics = options.metrics.map { "; metrics on http://\($0)/metrics" } ?? ""
         logger.info(
-            "listening on \(options.socket)\(user) with \(summary); SIGUSR1 reloads \(options.rulesPath)\(noReply)\(dryRun)\(metrics)"
+            "listening on \(options.socket)\(user) with \(summary); SIGUSR1 reloads \(options.rulesPath)\(noReply)\(engine)\(dryRun)\(metrics)"
         )
         // The socket listens: a connection made from now on is queued and served.
         notifier.ready(status: "rules: \(summary)")
-        DaemonSignals.serve { failure in
+        let finish: @Sendable (String?) -> Never = { failure in
             notifier.stopping()
             ruleBuilder.flushCache()
             if let failure { logger.critical("\(failure)") } else { logger.info("stopped") }
-            listener.removeFile()  // libmilter's stop has closed the socket itself
+            listener.removeFile()  // the stop has closed the socket itself
             exit(failure == nil ? 0 : 1)
+        }
+        switch options.engine {
+        case .libmilter: DaemonSignals.serve(finish: finish)
+        case .native: DaemonSignals.serveNative(listening: listener.fd, timeout: options.timeout, finish: finish)
         }
     }
 

@@ -58,8 +58,7 @@ enum Libmilter {
     /// Sets the SMTP reply used when the callback returns REJECT or TEMPFAIL. The text must hold no
     /// CR/LF and `%` must be doubled (Postfix drops a lone `%`).
     static func setReply(_ ctx: MilterContext, code: String, enhanced: String, text: String) throws {
-        let safe = String(text.unicodeScalars.filter { $0.value >= 0x20 && $0.value < 0x7F }.prefix(900))
-            .replacingPercentSigns
+        let safe = text.asReplyText
         let rc = code.withCString { code in
             enhanced.withCString { enhanced in safe.withCString { cmilter_setreply(ctx.pointer, code, enhanced, $0) } }
         }
@@ -106,9 +105,13 @@ enum Libmilter {
 }
 
 extension String {
-    var replacingPercentSigns: String {
+    /// The text as an SMTP reply may carry it, for either engine: printable ASCII only (no CR/LF),
+    /// at most 900 characters (libmilter takes 980 in all), `%` doubled (Postfix drops a lone `%`).
+    var asReplyText: String {
         var out = ""
-        for c in self { out += c == "%" ? "%%" : String(c) }
+        for c in unicodeScalars.filter({ $0.value >= 0x20 && $0.value < 0x7F }).prefix(900) {
+            out += c == "%" ? "%%" : String(c)
+        }
         return out
     }
 }

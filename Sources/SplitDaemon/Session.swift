@@ -1,8 +1,9 @@
 /// Per-connection state, carried through libmilter's private-data pointer: the connection's
 /// `FilterSession` (the message logic, in SplitCore) and what only the libmilter shell needs.
 ///
-/// libmilter never runs two callbacks of one connection at once, but successive callbacks may run
-/// on different threads, so all state lives here and none in thread-locals.
+/// Neither engine runs two steps of one connection at once; libmilter may run successive callbacks
+/// on different threads (the native engine serves a connection on one), so all state lives here
+/// and none in thread-locals.
 
 import Logging
 import SplitCore

@@ -28,10 +28,13 @@ public enum DaemonSignals {
     static let stops: [Int32] = [SIGHUP, SIGTERM, SIGINT]
 
     /// Blocks SIGHUP, SIGTERM, SIGINT and SIGUSR1 in the calling thread and every thread it creates
-    /// later, and makes SIGUSR2 (the accept loop's interruption) do nothing.
+    /// later, makes SIGUSR2 (the accept loop's interruption) do nothing, and ignores SIGPIPE (a
+    /// write to a peer that hung up fails with EPIPE instead of killing the process; libmilter's
+    /// `smfi_main` does the same, the native engine does not run it).
     public static func prepare() {
         var set = signalSet(blocked)
         pthread_sigmask(SIG_BLOCK, &set, nil)
+        signal(SIGPIPE, SIG_IGN)
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { _ in }
         action.sa_flags = SA_RESTART
@@ -78,6 +81,27 @@ public enum DaemonSignals {
         }
     }
 
+    /// The same for the native engine: its accept loop on a new thread, the stop signals here. A
+    /// stop shuts the listening socket down, which ends the accept loop at once.
+    static func serveNative(
+        listening fd: Int32, timeout: Int, finish: @escaping @Sendable (_ failure: String?) -> Never
+    ) -> Never {
+        let stopping = StopRequest()
+        let started = DetachedThread.start {
+            let failure = NativeEngine.serve(listening: fd, timeout: timeout) { stopping.requested }
+            close(fd)
+            finish(failure)
+        }
+        if started != 0 { finish("cannot start a thread for the accept loop: error \(started)") }
+        var set = signalSet(stops)
+        var received: Int32 = 0
+        while true {
+            guard sigwait(&set, &received) == 0 else { continue }
+            stopping.request()
+            shutdown(fd, Int32(SHUT_RDWR))
+        }
+    }
+
     static func signalSet(_ signals: [Int32]) -> sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
@@ -115,4 +139,11 @@ private final class AcceptLoop: Sendable {
             usleep(10_000)
         }
     }
+}
+
+/// Whether a stop was asked for, shared by the signal thread and the native accept loop.
+private final class StopRequest: Sendable {
+    private let flag = Atomic(false)
+    var requested: Bool { flag.load(ordering: .sequentiallyConsistent) }
+    func request() { flag.store(true, ordering: .sequentiallyConsistent) }
 }

@@ -59,6 +59,9 @@ struct SplitmilterCommand: ParsableCommand {
     @Option(name: .long, help: "Negotiate no-reply steps: auto (unix sockets only), on or off.")
     var noReply = "auto"
 
+    @Option(name: .long, help: "What speaks the milter protocol: libmilter or native (splitmilter's own).")
+    var engine = "native"
+
     @Option(name: .long, help: "DNS server for spf: sources, IPv4[:PORT] (default: /etc/resolv.conf's).")
     var dnsServer: String?
 
@@ -103,6 +106,9 @@ struct SplitmilterCommand: ParsableCommand {
         _ = try parsedSocket()
         guard UInt32(socketMode, radix: 8).map({ $0 <= 0o777 }) == true else {
             throw ValidationError("--socket-mode must be an octal mode such as 0660")
+        }
+        guard MilterEngine(rawValue: engine) != nil else {
+            throw ValidationError("--engine must be libmilter or native")
         }
         guard NoReplyMode(rawValue: noReply) != nil else {
             throw ValidationError("--no-reply must be one of auto, on, off")
@@ -186,6 +192,7 @@ struct SplitmilterCommand: ParsableCommand {
         )
         options.dryRun = dryRun
         options.database = database
+        options.engine = MilterEngine(rawValue: engine) ?? .libmilter
         let status = Daemon.run(options, logger: Logger(label: "splitmilter"))
         if status != 0 { throw ExitCode(status) }
     }

@@ -116,8 +116,9 @@ struct GoldenTests {
         try Golden.check(run.output, against: golden.folder.appendingPathComponent("expected"))
     }
 
-    @Test(arguments: GoldenCase.all)
-    func daemonSendsWhatExplainLists(_ golden: GoldenCase) async throws {
+    /// Through each engine: splitmilter's own (the default) and libmilter's (`--engine libmilter`).
+    @Test(arguments: GoldenCase.all, ["native", "libmilter"])
+    func daemonSendsWhatExplainLists(_ golden: GoldenCase, engine: String) async throws {
         let golden = try golden.loaded()
         let explain = try await Processes.run(
             try Paths.binary("milter-test"), golden.explainArguments, in: golden.folder)
@@ -126,7 +127,7 @@ struct GoldenTests {
 
         let daemon = try await RunningMilter.splitmilter(
             rules: "rules", in: golden.folder, instance: GoldenCase.instance,
-            extra: golden.dryRun ? ["--dry-run"] : [])
+            extra: ["--engine", engine] + (golden.dryRun ? ["--dry-run"] : []))
         let send = try await daemon.run { daemon in
             let message = golden.marked ? try daemon.folder.write(golden.markedMessage(), to: "marked.eml") : nil
             return try await Processes.run(

@@ -581,11 +581,14 @@ milter_spawn() {
     fi
 }
 
-# milter_user_args: set MILTER_USER_ARGS to the --user option of a daemon started from here
+# milter_user_args: set MILTER_USER_ARGS to the --user (and --engine) options of a daemon started from here
 # (none unless root).
 milter_user_args() {
     MILTER_USER_ARGS=()
     ((EUID != 0)) || MILTER_USER_ARGS=(--user "$MILTER_USER")
+    # MILTER_ENGINE: run every daemon with that --engine (scripts/test runs the scenarios once more
+    # with libmilter, the fallback engine).
+    [[ -z ${MILTER_ENGINE:-} ]] || MILTER_USER_ARGS+=(--engine "$MILTER_ENGINE")
 }
 
 # milter_stop NAME [GRACE]: SIGTERM, SIGKILL after GRACE (6) s.
