@@ -70,21 +70,24 @@ final class NativeConnection: MilterActions {
     static let readSize = 65_536
 
     let fd: Int32
+    // Exclusivity is not checked at run time on this state: one thread serves the connection, and
+    // the checks cost more per message than the rest of the engine's own work.
     /// Frames as they come in: bounded (`FrameDecoder.defaultMaximumLength`, libmilter's largest
     /// negotiable frame), in place.
-    private var frames = FrameDecoder()
+    @exclusivity(unchecked) private var frames = FrameDecoder()
     private let readBuffer: UnsafeMutableRawBufferPointer
-    private var output: [UInt8] = []
-    /// The macros last sent for each command (SMFIC_MACRO), as their payload after the code byte.
-    private var macros: [UInt8: [UInt8]] = [:]
-    private var session: Session?
+    @exclusivity(unchecked) private var output: [UInt8] = []
+    /// The macros last sent for each command (SMFIC_MACRO), as their payload after the code byte,
+    /// by `MacroSlot`.
+    @exclusivity(unchecked) private var macros = [[UInt8]](repeating: [], count: MacroSlot.count)
+    @exclusivity(unchecked) private var session: Session?
     /// The SMFIP_NR_* steps negotiated: their commands get no answer.
-    private var noReplySteps: UInt = 0
+    @exclusivity(unchecked) private var noReplySteps: UInt = 0
     /// Set by `setReply`, sent (SMFIR_REPLYCODE) with the next refusal.
-    private var pendingReply: String?
+    @exclusivity(unchecked) private var pendingReply: String?
     /// The command the last SMFIC_MACRO was for: a command that comes without macros of its own
     /// drops those an earlier one of its kind left.
-    private var macrosFor: UInt8?
+    @exclusivity(unchecked) private var macrosFor: UInt8?
 
     init(fd: Int32) {
         self.fd = fd
@@ -126,31 +129,34 @@ final class NativeConnection: MilterActions {
     /// A frame of `code` and the given NUL-terminated fields (each cut at its first NUL, as a C
     /// string ends there).
     private func append(_ code: ResponseCode, _ fields: String...) {
-        appendLength(1 + fields.reduce(0) { $0 + Self.cLength($1) + 1 }, code)
+        var length = 1
+        for field in fields { length += Self.cLength(field) + 1 }
+        appendLength(length, code)
         for field in fields { appendField(field) }
     }
 
     private func appendLength(_ length: Int, _ code: ResponseCode) {
-        output.append(UInt8(truncatingIfNeeded: length >> 24))
-        output.append(UInt8(truncatingIfNeeded: length >> 16))
-        output.append(UInt8(truncatingIfNeeded: length >> 8))
-        output.append(UInt8(truncatingIfNeeded: length))
+        withUnsafeBytes(of: UInt32(truncatingIfNeeded: length).bigEndian) { output.append(contentsOf: $0) }
         output.append(code.rawValue)
     }
 
     private func appendField(_ text: String) {
-        output.append(contentsOf: text.utf8.prefix { $0 != 0 })
+        var text = text
+        text.withUTF8 { bytes in
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<Self.cLength(bytes)]))
+        }
         output.append(0)
     }
 
     /// The bytes of `text` before its first NUL.
     private static func cLength(_ text: String) -> Int {
-        var count = 0
-        for byte in text.utf8 {
-            if byte == 0 { break }
-            count += 1
-        }
-        return count
+        var text = text
+        return text.withUTF8 { cLength($0) }
+    }
+
+    private static func cLength(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+        guard let base = bytes.baseAddress, let nul = memchr(base, 0, bytes.count) else { return bytes.count }
+        return UnsafeRawPointer(nul) - UnsafeRawPointer(base)
     }
 
     /// Writes what is due; false when the connection failed.
@@ -177,7 +183,7 @@ final class NativeConnection: MilterActions {
             return false
         }
         if code != .macro {
-            if macrosFor != byte { macros[byte]?.removeAll(keepingCapacity: true) }
+            if macrosFor != byte, let slot = MacroSlot.of(byte) { macros[slot].removeAll(keepingCapacity: true) }
             macrosFor = nil
         }
         switch code {
@@ -185,8 +191,11 @@ final class NativeConnection: MilterActions {
             return negotiate(payload)
         case .macro:
             guard let command = payload.first else { return true }
-            macros[command, default: []].removeAll(keepingCapacity: true)
-            macros[command, default: []].append(contentsOf: payload.dropFirst())
+            // Macros for a command no lookup reads are not kept.
+            if let slot = MacroSlot.of(command) {
+                macros[slot].removeAll(keepingCapacity: true)
+                macros[slot].append(contentsOf: UnsafeRawBufferPointer(rebasing: payload.dropFirst()))
+            }
             macrosFor = command
         case .connect:
             answer(.connect) { session in
@@ -208,7 +217,7 @@ final class NativeConnection: MilterActions {
                 return .proceed
             }
         case .mail:
-            forgetMacros(CommandCode.afterMail)
+            forgetMacros(from: .recipient)
             answer(.mail) { session in
                 let filter = session.filter
                 filter.mail(authenticatedAs: filter.readsClient ? self.macro("{auth_authen}") : nil)
@@ -244,7 +253,7 @@ final class NativeConnection: MilterActions {
             runtime.metrics.endOfMessage.record(since: started)
         case .abort:
             session?.filter.abort()
-            forgetMacros(CommandCode.fromMail)
+            forgetMacros(from: .mail)
         case .quit:
             return false
         case .quitNewConnection:
@@ -253,7 +262,7 @@ final class NativeConnection: MilterActions {
                 session = nil
                 runtime.metrics.connectionClosed()
             }
-            macros.removeAll(keepingCapacity: true)
+            for slot in macros.indices { macros[slot].removeAll(keepingCapacity: true) }
         case .helo, .endOfHeaders, .body, .unknown:
             // Negotiated away; answered should they come.
             append(.continue)
@@ -325,18 +334,19 @@ final class NativeConnection: MilterActions {
         }
     }
 
-    /// Drops the macros last sent for `codes` (a new message starts).
-    private func forgetMacros(_ codes: [UInt8]) {
-        for code in codes { macros[code]?.removeAll(keepingCapacity: true) }
+    /// Drops the macros last sent for the commands from `first` on (a new message starts).
+    private func forgetMacros(from first: MacroSlot.Slot) {
+        for slot in first.rawValue..<MacroSlot.count { macros[slot].removeAll(keepingCapacity: true) }
     }
 
     // MARK: MilterActions
 
-    /// The value of macro `name` from the most recent command that sent it.
+    /// The value of macro `name`, looked for as `smfi_getsymval` does (`MacroSlot.lookupOrder`).
     func macro(_ name: String) -> String? {
-        for code in CommandCode.macroOrder {
-            guard let bytes = macros[code], !bytes.isEmpty else { continue }
-            if let value = bytes.withUnsafeBytes({ PayloadFields.macro(name, in: $0) }) { return value }
+        for slot in MacroSlot.lookupOrder where !macros[slot.rawValue].isEmpty {
+            if let value = macros[slot.rawValue].withUnsafeBytes({ PayloadFields.macro(name, in: $0) }) {
+                return value
+            }
         }
         return nil
     }
@@ -360,13 +370,29 @@ final class NativeConnection: MilterActions {
     func addHeader(name: String, value: String) throws { append(.addHeader, name, value) }
 }
 
-extension CommandCode {
-    /// The macros a new message forgets (MAIL: those of the commands after it; an abort: MAIL's too).
-    /// libmilter's order (`smfi_getsymval`): end of headers, end of message, DATA, RCPT, MAIL, HELO, CONNECT.
-    static let macroOrder: [UInt8] = [
-        CommandCode.endOfHeaders, .endOfMessage, .data, .recipient, .mail, .helo, .connect,
-    ]
-    .map(\.rawValue)
-    static let afterMail: [UInt8] = [CommandCode.recipient, .data, .endOfHeaders, .endOfMessage].map(\.rawValue)
-    static let fromMail: [UInt8] = [CommandCode.mail.rawValue] + afterMail
+/// Where the engine keeps each command's macros: the commands Postfix sends macros for, in the
+/// order of a session.
+enum MacroSlot {
+    enum Slot: Int {
+        case connect, helo, mail, recipient, data, endOfHeaders, endOfMessage
+    }
+    static let count = 7
+
+    /// libmilter's order (`smfi_getsymval`): end of headers, end of message, DATA, RCPT, MAIL,
+    /// HELO, CONNECT; the first match counts.
+    static let lookupOrder: [Slot] = [.endOfHeaders, .endOfMessage, .data, .recipient, .mail, .helo, .connect]
+
+    /// The slot of a command code (SMFIC_*); nil for a command without macros.
+    static func of(_ code: UInt8) -> Int? {
+        switch CommandCode(rawValue: code) {
+        case .connect: Slot.connect.rawValue
+        case .helo: Slot.helo.rawValue
+        case .mail: Slot.mail.rawValue
+        case .recipient: Slot.recipient.rawValue
+        case .data: Slot.data.rawValue
+        case .endOfHeaders: Slot.endOfHeaders.rawValue
+        case .endOfMessage: Slot.endOfMessage.rawValue
+        default: nil
+        }
+    }
 }
