@@ -60,25 +60,22 @@ public enum DaemonSignals {
     /// thread, which must be the main thread, waits for the stop signals and never returns.
     static func serve(finish: @escaping @Sendable (_ failure: String?) -> Never) -> Never {
         let loop = AcceptLoop()
-        let started = DetachedThread.start {
-            loop.begin()
-            var failure: String?
-            do { try Libmilter.main() } catch { failure = "\(error)" }
-            // smfi_stop() closes the listening socket: a stop that came before libmilter took the
-            // socket over makes smfi_main() fail, and is still the stop that was asked for.
-            if loop.end() { failure = nil }
-            finish(failure)
-        }
-        if started != 0 { finish("cannot start a thread for libmilter: error \(started)") }
-        var set = signalSet(stops)
-        var received: Int32 = 0
-        while true {
-            guard sigwait(&set, &received) == 0 else { continue }
-            loop.requestStop()
-            // smfi_stop() waits for the lock the sleeping poll() holds: it gets a thread of its own.
-            DetachedThread.start { Libmilter.stop() }
-            loop.interruptUntilEnded()
-        }
+        serve(
+            "libmilter", finish: finish,
+            loop: {
+                loop.begin()
+                var failure: String?
+                do { try Libmilter.main() } catch { failure = "\(error)" }
+                // smfi_stop() closes the listening socket: a stop that came before libmilter took the
+                // socket over makes smfi_main() fail, and is still the stop that was asked for.
+                return loop.end() ? nil : failure
+            },
+            onStop: {
+                loop.requestStop()
+                // smfi_stop() waits for the lock the sleeping poll() holds: it gets a thread of its own.
+                DetachedThread.start { Libmilter.stop() }
+                loop.interruptUntilEnded()
+            })
     }
 
     /// The same for the native engine: its accept loop on a new thread, the stop signals here. A
@@ -87,18 +84,32 @@ public enum DaemonSignals {
         listening fd: Int32, timeout: Int, finish: @escaping @Sendable (_ failure: String?) -> Never
     ) -> Never {
         let stopping = StopRequest()
-        let started = DetachedThread.start {
-            let failure = NativeEngine.serve(listening: fd, timeout: timeout) { stopping.requested }
-            close(fd)
-            finish(failure)
-        }
-        if started != 0 { finish("cannot start a thread for the accept loop: error \(started)") }
+        serve(
+            "the accept loop", finish: finish,
+            loop: {
+                let failure = NativeEngine.serve(listening: fd, timeout: timeout) { stopping.requested }
+                close(fd)
+                return failure
+            },
+            onStop: {
+                stopping.request()
+                shutdown(fd, Int32(SHUT_RDWR))
+            })
+    }
+
+    /// Runs `loop` on a new thread, which hands its outcome to `finish` (nil: stopped as asked);
+    /// the calling thread waits for the stop signals and calls `onStop` on each.
+    private static func serve(
+        _ what: String, finish: @escaping @Sendable (_ failure: String?) -> Never,
+        loop: @escaping @Sendable () -> String?, onStop: () -> Void
+    ) -> Never {
+        let started = DetachedThread.start { finish(loop()) }
+        if started != 0 { finish("cannot start a thread for \(what): error \(started)") }
         var set = signalSet(stops)
         var received: Int32 = 0
         while true {
             guard sigwait(&set, &received) == 0 else { continue }
-            stopping.request()
-            shutdown(fd, Int32(SHUT_RDWR))
+            onStop()
         }
     }
 

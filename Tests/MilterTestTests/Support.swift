@@ -339,3 +339,25 @@ enum SendJSON {
         }
     }
 }
+
+/// A test's own unix-socket client, for bytes no protocol client would send: the connected
+/// descriptor (the caller closes it), or the test fails.
+enum UnixClient {
+    static func connected(to path: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in path.utf8.prefix(buffer.count - 1).enumerated() { buffer[index] = byte }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if connected != 0 { close(fd) }
+        try #require(connected == 0, "connect: errno \(errno)")
+        return fd
+    }
+}
