@@ -87,13 +87,16 @@ final class ProviderRefresher: Sendable {
             let old = runtime.providers.networks
             let resolution = ProviderResolution.resolve(domains, dns: dns)
             var networks: [String: [IPNetwork]] = [:]
+            // What changed is logged once the new lists are in force and in the cache file: a
+            // reader of the log (e2e l4) then finds both.
+            var changes: [String] = []
             for domain in domains {
                 runtime.metrics.spfRefreshed(
                     domain, succeeded: resolution.networks.networks[domain] != nil,
                     networks: (resolution.networks.networks[domain] ?? old[domain])?.count)
                 if let fresh = resolution.networks.networks[domain] {
                     networks[domain] = fresh
-                    logChanges(domain, from: old[domain], to: fresh, logger: logger)
+                    if let change = Self.change(domain, from: old[domain], to: fresh) { changes.append(change) }
                 } else if let kept = old[domain] {
                     networks[domain] = kept
                     logger.warning(
@@ -105,20 +108,19 @@ final class ProviderRefresher: Sendable {
             }
             runtime.replaceProviders(ProviderNetworks(networks))
             writeCache(logger: logger)
+            for change in changes { logger.info("\(change)") }
         }
     }
 
-    func logChanges(_ domain: String, from old: [IPNetwork]?, to new: [IPNetwork], logger: Logger) {
-        guard let old else {
-            logger.info("spf:\(domain): \(new.count) networks")
-            return
-        }
+    /// The log line for a domain's new list: its size the first time, what was added and removed
+    /// after; nil when nothing changed.
+    static func change(_ domain: String, from old: [IPNetwork]?, to new: [IPNetwork]) -> String? {
+        guard let old else { return "spf:\(domain): \(new.count) networks" }
         let added = new.filter { !old.contains($0) }
         let removed = old.filter { !new.contains($0) }
-        guard !added.isEmpty || !removed.isEmpty else { return }
-        logger.info(
+        guard !added.isEmpty || !removed.isEmpty else { return nil }
+        return
             "spf:\(domain): changed: added \(added.map(\.description).joined(separator: " ")) removed \(removed.map(\.description).joined(separator: " "))"
-        )
     }
 
     func readCache(logger: Logger) -> ProviderNetworks {
