@@ -35,10 +35,13 @@ let package = Package(
         .target(name: "SplitCore"),
         // The one lock of both executables (a pthread mutex, which ThreadSanitizer sees).
         .target(name: "SplitLock"),
+        // The one edge for failing system calls (EINTR retried, errno typed), daemon and client alike.
+        .target(name: "SystemCall"),
         // The operating-system side shared by both executables: rule files on disk, sockets, logging.
         .target(name: "SplitSystem", dependencies: ["SplitCore", "CResolvShim", "CCryptoShim", logging]),
         // SHELL: the daemon's Prometheus metrics and their HTTP listener (/metrics, /ready, /health).
-        .target(name: "SplitMetrics", dependencies: ["SplitCore", "SplitSystem", "SplitLock", prometheus, logging]),
+        .target(
+            name: "SplitMetrics", dependencies: ["SplitCore", "SplitSystem", "SplitLock", "SystemCall", prometheus, logging]),
         // SHELL: rules from PostgreSQL: the connection, the follower thread, the local cache.
         .target(name: "SplitDatabase", dependencies: ["SplitCore", "SplitSystem", "CPostgresShim", logging]),
         // SHELL: the only code that touches libmilter.
@@ -46,12 +49,12 @@ let package = Package(
             name: "SplitDaemon",
             dependencies: [
                 "CMilterShim", "SplitCore", "SplitSystem", "SplitLock", "SplitMetrics", "SplitDatabase", "MilterProtocol",
-                logging,
+                "SystemCall", logging,
             ]),
         // PURE: the milter wire protocol (version 6) as frames and typed messages. No sockets.
         .target(name: "MilterProtocol"),
         // SHELL: the MTA side of a milter session over unix/inet sockets, built on MilterProtocol.
-        .target(name: "MilterClient", dependencies: ["MilterProtocol", "SplitLock"]),
+        .target(name: "MilterClient", dependencies: ["MilterProtocol", "SplitLock", "SystemCall"]),
         .executableTarget(
             name: "splitmilter",
             dependencies: [

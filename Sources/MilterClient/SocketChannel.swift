@@ -9,12 +9,13 @@
 /// same bytes in the same order, the driver makes one write per answer instead of one per frame.
 /// Without it (`send`), every `send` is written at once, as Postfix flushes every command.
 ///
-/// Every system call goes through `system(_:timedOut:_:)`, which retries EINTR and turns
-/// -1 into a `ClientError` naming the C function. inet sockets get TCP_NODELAY: the protocol is
+/// Every system call goes through `system(_:timedOut:_:)`, the shared edge (`SystemCallError`,
+/// also the daemon's), which retries EINTR and turns -1 into a `ClientError` naming the C function. inet sockets get TCP_NODELAY: the protocol is
 /// strict request/answer with small frames, so Nagle plus delayed ACK would stall each
 /// exchange by ~40 ms (docs/postfix-milter.md, "Delayed ACK").
 
 import MilterProtocol
+import SystemCall
 
 #if canImport(Glibc)
     import Glibc
@@ -257,21 +258,20 @@ public final class SocketChannel: FrameChannel {
     }
 }
 
-/// The choke point for system calls: retries EINTR; for a blocking read or write bounded by
-/// SO_RCVTIMEO or SO_SNDTIMEO (`timedOut`), reports EAGAIN as the timeout it is; turns any other
-/// -1 into a `ClientError` that names the C function.
+/// The client's side of the shared system-call edge (`SystemCallError.check`: EINTR retried, errno
+/// kept): for a blocking read or write bounded by SO_RCVTIMEO or SO_SNDTIMEO (`timedOut`), EAGAIN
+/// is reported as the timeout it is; any other -1 as a `ClientError` that names the C function.
 private func system<Result: BinaryInteger>(
     _ function: String,
     timedOut: (purpose: String, seconds: Double)? = nil,
     _ call: () -> Result
 ) throws -> Result {
-    while true {
-        let result = call()
-        if result != -1 { return result }
-        if errno == EINTR { continue }
-        if let timedOut, errno == EAGAIN || errno == EWOULDBLOCK {
+    do {
+        return try SystemCallError.check(function, call)
+    } catch {
+        if let timedOut, error.isTimeout {
             throw ClientError.timedOut(waitingTo: timedOut.purpose, seconds: timedOut.seconds)
         }
-        throw ClientError.system(function: function, errno: errno)
+        throw ClientError.system(function: function, errno: error.code ?? 0)
     }
 }

@@ -27,6 +27,7 @@ import MilterProtocol
 import SplitCore
 import SplitMetrics
 import SplitSystem
+import SystemCall
 
 enum NativeEngine {
     /// Accepts connections on the listening socket `fd` until `shutdown` is called on it; each
@@ -117,9 +118,10 @@ final class NativeConnection: MilterActions {
                 return
             }
             guard flush() else { return }
-            let count = read(fd, readBuffer.baseAddress, Self.readSize)
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { return }
+            // A hang-up, a timeout (SO_RCVTIMEO) or an error all end the connection.
+            guard let count = try? SystemCallError.check("read", { read(fd, readBuffer.baseAddress, Self.readSize) }),
+                count > 0
+            else { return }
             frames.append(UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]))
         }
     }
@@ -159,15 +161,19 @@ final class NativeConnection: MilterActions {
         return UnsafeRawPointer(nul) - UnsafeRawPointer(base)
     }
 
-    /// Writes what is due; false when the connection failed.
+    /// Writes what is due; false when the connection failed (the peer gone: EPIPE, no signal; a
+    /// timeout: SO_SNDTIMEO; an error).
     private func flush() -> Bool {
-        var written = 0
         defer { output.removeAll(keepingCapacity: true) }
         return output.withUnsafeBytes { bytes in
+            guard let base = bytes.baseAddress else { return true }
+            var written = 0
             while written < bytes.count {
-                let count = send(fd, bytes.baseAddress! + written, bytes.count - written, Int32(MSG_NOSIGNAL))
-                if count < 0, errno == EINTR { continue }
-                guard count > 0 else { return false }
+                guard
+                    let count = try? SystemCallError.check(
+                        "send", { send(fd, base + written, bytes.count - written, Int32(MSG_NOSIGNAL)) }),
+                    count > 0
+                else { return false }
                 written += count
             }
             return true

@@ -27,6 +27,7 @@
 import Glibc
 import Logging
 import SplitSystem
+import SystemCall
 
 public enum MetricsListener {
     public static let maximumConnections = 16
@@ -304,31 +305,5 @@ final class MetricsServer {
         _ = buffer.withUnsafeMutableBytes { bytes in
             SystemCallError.retrying { recv(fd, bytes.baseAddress, bytes.count, 0) }
         }
-    }
-}
-
-/// A system call that failed: its name and what errno says.
-struct SystemCallError: Error, CustomStringConvertible {
-    let call: String
-    let text: String
-
-    var description: String { "\(call): \(text)" }
-
-    static func text(_ code: Int32) -> String { String(cString: strerror(code)) }
-
-    /// The call's result, retried while it fails with EINTR; -1 and errno as it left them otherwise.
-    static func retrying<Result: BinaryInteger>(_ call: () -> Result) -> Result {
-        while true {
-            let result = call()
-            if result != -1 || errno != EINTR { return result }
-        }
-    }
-
-    /// The call's result; -1 (after EINTR's retries) thrown as an error naming the call.
-    @discardableResult
-    static func check<Result: BinaryInteger>(_ name: String, _ call: () -> Result) throws(SystemCallError) -> Result {
-        let result = retrying(call)
-        guard result == -1 else { return result }
-        throw SystemCallError(call: name, text: text(errno))
     }
 }
