@@ -38,7 +38,7 @@ let package = Package(
         // The one edge for failing system calls (EINTR retried, errno typed), daemon and client alike.
         .target(name: "SystemCall"),
         // The operating-system side shared by both executables: rule files on disk, sockets, logging.
-        .target(name: "SplitSystem", dependencies: ["SplitCore", "CResolvShim", "CCryptoShim", logging]),
+        .target(name: "SplitSystem", dependencies: ["SplitCore", "SystemCall", "CResolvShim", "CCryptoShim", logging]),
         // SHELL: the daemon's Prometheus metrics and their HTTP listener (/metrics, /ready, /health).
         .target(
             name: "SplitMetrics", dependencies: ["SplitCore", "SplitSystem", "SplitLock", "SystemCall", prometheus, logging]),

@@ -10,7 +10,8 @@
 /// Without it (`send`), every `send` is written at once, as Postfix flushes every command.
 ///
 /// Every system call goes through `system(_:timedOut:_:)`, the shared edge (`SystemCallError`,
-/// also the daemon's), which retries EINTR and turns -1 into a `ClientError` naming the C function. inet sockets get TCP_NODELAY: the protocol is
+/// also the daemon's), which retries EINTR and turns -1 into a `ClientError` naming the C
+/// function. inet sockets get TCP_NODELAY: the protocol is
 /// strict request/answer with small frames, so Nagle plus delayed ACK would stall each
 /// exchange by ~40 ms (docs/postfix-milter.md, "Delayed ACK").
 

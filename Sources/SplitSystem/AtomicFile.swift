@@ -1,6 +1,7 @@
 /// Writing a small file so that readers see either the old or the new content, never a part.
 
 import Glibc
+import SystemCall
 
 public enum AtomicFile {
     public static func write(_ text: String, to path: String) throws {
@@ -19,11 +20,10 @@ public enum AtomicFile {
         var written = 0
         let ok = bytes.withUnsafeMutableBytes { buffer -> Bool in
             while written < buffer.count {
-                let n = Glibc.write(fd, buffer.baseAddress.map { $0 + written }, buffer.count - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return false
+                let n = SystemCallError.retrying {
+                    Glibc.write(fd, buffer.baseAddress.map { $0 + written }, buffer.count - written)
                 }
+                if n < 0 { return false }
                 written += n
             }
             return fsync(fd) == 0

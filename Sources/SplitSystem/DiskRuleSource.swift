@@ -5,6 +5,7 @@
 
 import Glibc
 import SplitCore
+import SystemCall
 
 public struct FileError: Error, CustomStringConvertible, Sendable {
     public let description: String
@@ -30,12 +31,9 @@ public struct DiskRuleSource: RuleSource {
         var filled = 0
         while filled < bytes.count {
             let n = bytes.withUnsafeMutableBytes { buffer in
-                read(fd, buffer.baseAddress.map { $0 + filled }, buffer.count - filled)
+                SystemCallError.retrying { read(fd, buffer.baseAddress.map { $0 + filled }, buffer.count - filled) }
             }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FileError(description: Self.errnoText())
-            }
+            if n < 0 { throw FileError(description: Self.errnoText()) }
             if n == 0 { break }
             filled += n
         }

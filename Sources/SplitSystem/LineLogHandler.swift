@@ -11,6 +11,7 @@
 
 import Glibc
 import Logging
+import SystemCall
 
 /// Where log lines go and how they look.
 public enum LogDestination: Sendable, Equatable {
@@ -132,11 +133,10 @@ public struct StandardError: TextOutputStream {
         bytes.withUnsafeMutableBytes { buffer in
             var offset = 0
             while offset < buffer.count {
-                let n = Glibc.write(2, buffer.baseAddress.map { $0 + offset }, buffer.count - offset)
-                if n <= 0 {
-                    if errno == EINTR { continue }
-                    return
+                let n = SystemCallError.retrying {
+                    Glibc.write(2, buffer.baseAddress.map { $0 + offset }, buffer.count - offset)
                 }
+                if n <= 0 { return }
                 offset += n
             }
         }
