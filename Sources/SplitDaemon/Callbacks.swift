@@ -116,23 +116,36 @@ enum Callbacks {
         let context = MilterContext(pointer: ctx)
         // Looked up once per callback (a header callback does little else).
         let session = session(context)
-        let flag = noReplyFlag(step)
-        let noReply = flag != 0 && session.noReplySteps & flag != 0
-        let answer: StepAnswer
-        do {
-            answer = try body(context, session)
-        } catch {
-            runtime.metrics.callbackFailed(step)
-            answer = session.filter.failed(step, error, canAnswer: !noReply, actions: context)
+        let answer = run(step, session, noReplySteps: session.noReplySteps, actions: context) {
+            try body(context, session)
         }
-        if noReply { return SMFIS_NOREPLY }
         switch answer {
+        case nil: return SMFIS_NOREPLY
         case .proceed: return SMFIS_CONTINUE
         case .reject: return SMFIS_REJECT
-        case .tempfail:
-            runtime.metrics.answeredTempfail(step)
-            return SMFIS_TEMPFAIL
+        case .tempfail: return SMFIS_TEMPFAIL
         }
+    }
+
+    /// One step's logic with the bookkeeping both engines share: a thrown error goes to the session
+    /// (`FilterSession.failed`), failures and TEMPFAIL answers are counted. nil when the step was
+    /// negotiated as no-reply (`noReplySteps`): it is then never answered, whatever happened.
+    static func run(
+        _ step: SessionStep, _ session: Session, noReplySteps: UInt, actions: some MilterActions,
+        _ body: () throws -> StepAnswer
+    ) -> StepAnswer? {
+        let flag = noReplyFlag(step)
+        let noReply = flag != 0 && noReplySteps & flag != 0
+        let answer: StepAnswer
+        do {
+            answer = try body()
+        } catch {
+            runtime.metrics.callbackFailed(step)
+            answer = session.filter.failed(step, error, canAnswer: !noReply, actions: actions)
+        }
+        if noReply { return nil }
+        if answer == .tempfail { runtime.metrics.answeredTempfail(step) }
+        return answer
     }
 
     /// The SMFIP_NR_* flag a step can be negotiated with; 0 for steps that must always answer.

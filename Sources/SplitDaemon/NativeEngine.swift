@@ -317,21 +317,12 @@ final class NativeConnection: MilterActions {
     /// a thrown error answers TEMPFAIL, or, in a no-reply step, is remembered for end of message.
     private func answer(_ step: SessionStep, _ body: (Session) throws -> StepAnswer) {
         let current = connectionSession()
-        let flag = Callbacks.noReplyFlag(step)
-        let noReply = flag != 0 && noReplySteps & flag != 0
-        var result: StepAnswer
-        do {
-            result = try body(current)
-        } catch {
-            runtime.metrics.callbackFailed(step)
-            result = current.filter.failed(step, error, canAnswer: !noReply, actions: self)
-        }
+        let result = Callbacks.run(step, current, noReplySteps: noReplySteps, actions: self) { try body(current) }
         defer { pendingReply = nil }
-        if noReply { return }
         switch result {
+        case nil: break
         case .proceed: append(.continue)
         case .reject, .tempfail:
-            if result == .tempfail { runtime.metrics.answeredTempfail(step) }
             if let pendingReply {
                 append(.replyCode, pendingReply)
             } else {

@@ -59,25 +59,23 @@ struct NativeEngineTests {
                 return (first, second)
             }
         }
-        let proceed = Array(repeating: Response.reply(.continue), count: 5)
-        #expect(
-            first
-                == proceed + [
-                    .modification(
-                        .addRecipientWithArguments(
-                            "alice@copy.example.org", arguments: ["NOTIFY=NEVER ORCPT=rfc822;alice@example.org"])),
-                    .modification(.addHeader(name: "X-Splitmilter-Copied", value: "native.example")),
-                    .reply(.continue),
-                ], "\(first)\n\(daemon.log)")
-        #expect(
-            second
-                == proceed + [
-                    .modification(
-                        .addRecipientWithArguments(
-                            "bob@copy.example.org", arguments: ["NOTIFY=NEVER ORCPT=rfc822;bob@example.org"])),
-                    .modification(.addHeader(name: "X-Splitmilter-Copied", value: "native.example")),
-                    .reply(.continue),
-                ], "\(second)\n\(daemon.log)")
+        /// Five steps continued, then end of message: the copy, the marker, continue.
+        func copied(_ user: String) -> [Response] {
+            Array(repeating: .reply(.continue), count: 5) + [
+                NativeEngineTests.copy(of: user),
+                .modification(.addHeader(name: "X-Splitmilter-Copied", value: "native.example")),
+                .reply(.continue),
+            ]
+        }
+        #expect(first == copied("alice"), "\(first)\n\(daemon.log)")
+        #expect(second == copied("bob"), "\(second)\n\(daemon.log)")
+    }
+
+    /// The copy this rule file adds for `user`@example.org.
+    static func copy(of user: String) -> Response {
+        .modification(
+            .addRecipientWithArguments(
+                "\(user)@copy.example.org", arguments: ["NOTIFY=NEVER ORCPT=rfc822;\(user)@example.org"]))
     }
 
     /// A whole message's commands in one write: every answer comes, in order.
@@ -105,12 +103,7 @@ struct NativeEngineTests {
         }
         #expect(
             answers == Array(repeating: .reply(.continue), count: 5) + [
-                .modification(
-                    .addRecipientWithArguments(
-                        "carol@copy.example.org", arguments: ["NOTIFY=NEVER ORCPT=rfc822;carol@example.org"])),
-                .modification(
-                    .addRecipientWithArguments(
-                        "dave@copy.example.org", arguments: ["NOTIFY=NEVER ORCPT=rfc822;dave@example.org"])),
+                NativeEngineTests.copy(of: "carol"), NativeEngineTests.copy(of: "dave"),
                 .modification(.addHeader(name: "X-Splitmilter-Copied", value: "native.example")),
                 .reply(.continue),
             ], "\(answers)\n\(daemon.log)")
